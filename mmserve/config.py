@@ -1,0 +1,85 @@
+"""Typed deployment options shared by every deployment's app-builder args.
+
+`serve_config.yaml` sets these under each model's `deployment:` key; they become
+`Deployment.options(...)`, so GPU fraction, replicas and autoscaling change in YAML, not code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in YAML must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AutoscalingArgs(Strict):
+    min_replicas: int = Field(1, ge=0, description="0 lets a rarely used model scale to zero")
+    initial_replicas: int | None = Field(None, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(2.0, gt=0, description="per replica, drives scaling")
+    upscale_delay_s: float = Field(30.0, ge=0)
+    downscale_delay_s: float = Field(600.0, ge=0)
+    look_back_period_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AutoscalingArgs":
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be >= min_replicas")
+        return self
+
+
+class DeploymentArgs(Strict):
+    """Placement and scaling of one deployment."""
+
+    num_gpus: float = Field(0.0, ge=0, description="Ray GPU fraction; the replica caps its memory to it")
+    num_cpus: float = Field(1.0, ge=0)
+    num_replicas: int = Field(1, ge=0, description="used when autoscaling is not set")
+    autoscaling: AutoscalingArgs | None = None
+    max_ongoing_requests: int = Field(4, ge=1, description="concurrent requests per replica")
+    max_queued_requests: int = Field(32, ge=-1, description="bounded queue: overflow answers 503 at once; -1 = unbounded")
+    health_check_period_s: float = Field(10.0, gt=0)
+    health_check_timeout_s: float = Field(30.0, gt=0)
+    graceful_shutdown_timeout_s: float = Field(20.0, ge=0)
+
+    def serve_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            "health_check_period_s": self.health_check_period_s,
+            "health_check_timeout_s": self.health_check_timeout_s,
+            "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
+        }
+        if self.autoscaling is not None:
+            opts["num_replicas"] = "auto"
+            opts["autoscaling_config"] = self.autoscaling.model_dump(exclude_none=True)
+        else:
+            opts["num_replicas"] = self.num_replicas
+        return opts
+
+
+class BatchArgs(Strict):
+    """Dynamic batching (`@serve.batch`); max_batch_size 1 turns it off."""
+
+    max_batch_size: int = Field(4, ge=1)
+    batch_wait_timeout_s: float = Field(0.05, ge=0)
+
+
+def resolve_model_path(value: str) -> str:
+    """A relative path that exists under $MMSERVE_MODEL_ROOT (or the cwd) becomes absolute.
+
+    Replicas run in other working directories, so relative folders in a config are resolved once,
+    at build time. Anything else (a hub id such as `stabilityai/...`) passes through unchanged.
+    """
+    if os.path.isabs(value):
+        return value
+    root = Path(os.environ.get("MMSERVE_MODEL_ROOT", os.getcwd()))
+    candidate = root / value
+    return str(candidate.resolve()) if candidate.exists() else value

@@ -1,0 +1,64 @@
+"""Device and dtype selection from config: CUDA when present, CPU otherwise."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DeviceName = Literal["auto", "cpu", "cuda"]
+DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' picks cuda when a GPU is visible; asking for cuda without one is a config error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from mmserve.errors import ConfigError
+
+        raise ConfigError(f"device {device!r} requested but no CUDA GPU is visible", field="device")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """'auto' is float16 on GPU, float32 on CPU; half precision on CPU falls back to float32.
+
+    Half precision kernels are missing or slow on CPU, so a production config (float16) still runs
+    unchanged on a CPU test machine.
+    """
+    if dtype == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    chosen = _DTYPES[dtype]
+    if not device.startswith("cuda") and chosen != torch.float32:
+        log.info("dtype %s requested on %s: using float32", dtype, device)
+        return torch.float32
+    return chosen
+
+
+def cap_gpu_memory(fraction: float | None, device: str) -> float | None:
+    """Limit this process's CUDA allocations to its Ray GPU fraction.
+
+    Ray's num_gpus only schedules; replicas packed on one GPU must cap themselves so that one
+    cannot starve another. Returns the fraction applied, or None when nothing was capped.
+    """
+    if not fraction or not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    applied = memory_fraction_for(fraction)
+    torch.cuda.set_per_process_memory_fraction(applied, torch.device(device))
+    return applied
+
+
+def memory_fraction_for(num_gpus: float) -> float:
+    """The per-process memory fraction for a replica holding num_gpus of one device.
+
+    Whole GPUs (>= 1) get the full device; fractions are used as-is, clamped to (0, 1].
+    """
+    if num_gpus <= 0:
+        raise ValueError("num_gpus must be positive to cap GPU memory")
+    return min(float(num_gpus), 1.0)

@@ -1,0 +1,174 @@
+"""Text-to-image with Stable Diffusion 3 (diffusers `StableDiffusion3Pipeline`).
+
+Requests that share a size, step count and guidance scale run as one pipeline call: the denoising
+loop costs the same per step whatever the batch, so batching is where the GPU throughput is.
+Every image gets its own CPU generator, so a seeded request gives the same pixels alone or batched
+and on CPU or GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Literal
+
+import torch
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from mmserve.devices import resolve_device, resolve_dtype
+from mmserve.errors import ConfigError, InvalidInput
+
+log = logging.getLogger(__name__)
+
+_SEED_LIMIT = 2**64  # torch.Generator.manual_seed accepts [0, 2**64)
+
+
+class ImageArgs(BaseModel):
+    """How to load and run the SD3 pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="local diffusers SD3 folder or hub id")
+    device: str = Field("auto", description="auto | cpu | cuda[:n]")
+    dtype: str = Field("auto", description="auto (fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16")
+    drop_t5: bool = Field(False, description="load without the T5 encoder (~4.7B params); weaker prompt following")
+    quantization: Literal["none", "8bit", "4bit"] = Field(
+        "none", description="bitsandbytes for the transformer and T5 encoder; needs CUDA"
+    )
+    cpu_offload: bool = Field(False, description="keep idle components in CPU memory; needs CUDA")
+    default_steps: int = Field(28, ge=1, description="denoising steps when a request gives none")
+    default_guidance: float = Field(7.0, ge=0, description="CFG scale when a request gives none")
+    max_sequence_length: int = Field(256, ge=1, le=512, description="T5 prompt tokens")
+
+
+class ImageRequest(BaseModel):
+    """One prompt; num_images images of width x height."""
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 1024
+    height: int = 1024
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    num_images: int = 1
+
+
+BatchKey = tuple[int, int, int, float]
+
+
+class ImageRunner:
+    """Loads SD3 once; `generate` serves a list of requests in as few pipeline calls as possible."""
+
+    def __init__(self, args: ImageArgs):
+        self.args = args
+        self.device = resolve_device(args.device)
+        on_cuda = self.device.startswith("cuda")
+        # Refuse impossible configs before spending minutes loading weights.
+        if args.quantization != "none" and not on_cuda:
+            raise ConfigError(f"{args.quantization} quantization needs a CUDA device", field="quantization")
+        if args.cpu_offload and not on_cuda:
+            raise ConfigError("cpu_offload needs a CUDA device", field="cpu_offload")
+        self.dtype = resolve_dtype(args.dtype, self.device)
+        self.pipe = self._load()
+
+    def _load(self):
+        from diffusers import StableDiffusion3Pipeline
+
+        args = self.args
+        kwargs: dict = {"dtype": self.dtype}
+        if args.drop_t5:
+            kwargs.update(text_encoder_3=None, tokenizer_3=None)
+        if args.quantization != "none":
+            kwargs["quantization_config"] = self._quantization_config()
+        try:
+            pipe = StableDiffusion3Pipeline.from_pretrained(args.model, **kwargs)
+        except Exception as e:
+            where = "folder" if Path(args.model).exists() else "folder (not found) or hub id"
+            raise ConfigError(f"cannot load an SD3 pipeline from {where} {args.model!r}: {e}", field="model") from e
+        if args.cpu_offload:
+            pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def _quantization_config(self):
+        """bitsandbytes for the two big components: the MMDiT (diffusers) and T5 (transformers)."""
+        from diffusers import BitsAndBytesConfig as DiffusersBnb
+        from diffusers import PipelineQuantizationConfig
+        from transformers import BitsAndBytesConfig as TransformersBnb
+
+        if self.args.quantization == "8bit":
+            kw = {"load_in_8bit": True}
+        else:
+            kw = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": self.dtype}
+        mapping = {"transformer": DiffusersBnb(**kw)}
+        if not self.args.drop_t5:
+            mapping["text_encoder_3"] = TransformersBnb(**kw)
+        return PipelineQuantizationConfig(quant_mapping=mapping)
+
+    @staticmethod
+    def validate(req: ImageRequest) -> None:
+        """Reject what would crash the pipeline; call before batching so one bad request fails alone."""
+        for name in ("width", "height"):
+            value = getattr(req, name)
+            if value < 16 or value % 16:
+                raise InvalidInput(f"{name} must be a positive multiple of 16, got {value}", field=name)
+        if req.num_images < 1:
+            raise InvalidInput("num_images must be at least 1", field="num_images")
+        if req.num_inference_steps is not None and req.num_inference_steps < 1:
+            raise InvalidInput("num_inference_steps must be at least 1", field="num_inference_steps")
+        if req.guidance_scale is not None and req.guidance_scale < 0:
+            raise InvalidInput("guidance_scale must be non-negative", field="guidance_scale")
+        if req.seed is not None and not 0 <= req.seed < _SEED_LIMIT:
+            raise InvalidInput(f"seed must be in [0, 2**64), got {req.seed}", field="seed")
+
+    def batch_key(self, req: ImageRequest) -> BatchKey:
+        """Requests with equal keys can share one pipeline call."""
+        steps = req.num_inference_steps if req.num_inference_steps is not None else self.args.default_steps
+        guidance = req.guidance_scale if req.guidance_scale is not None else self.args.default_guidance
+        return (req.width, req.height, steps, float(guidance))
+
+    def generate(self, requests: list[ImageRequest]) -> list[list[Image.Image]]:
+        """Images for each request, in request order (one inner list of num_images per request)."""
+        for req in requests:
+            self.validate(req)
+        groups: dict[BatchKey, list[int]] = {}
+        for i, req in enumerate(requests):
+            groups.setdefault(self.batch_key(req), []).append(i)
+        results: list[list[Image.Image]] = [[] for _ in requests]
+        for key, members in groups.items():
+            images = self._run(key, [requests[i] for i in members])
+            for i in members:
+                results[i], images = images[: requests[i].num_images], images[requests[i].num_images :]
+        return results
+
+    def _run(self, key: BatchKey, group: list[ImageRequest]) -> list[Image.Image]:
+        """One pipeline call; each image is its own prompt row with its own generator."""
+        width, height, steps, guidance = key
+        prompts, negatives, generators = [], [], []
+        for req in group:
+            base = req.seed if req.seed is not None else secrets.randbelow(_SEED_LIMIT)
+            for k in range(req.num_images):
+                prompts.append(req.prompt)
+                negatives.append(req.negative_prompt)
+                generators.append(torch.Generator("cpu").manual_seed((base + k) % _SEED_LIMIT))
+        with torch.inference_mode():
+            out = self.pipe(
+                prompt=prompts,
+                negative_prompt=negatives,
+                width=width,
+                height=height,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=generators,
+                max_sequence_length=self.args.max_sequence_length,
+            )
+        return list(out.images)
+
+    def warmup(self) -> None:
+        """One small generation, so the first real request does not pay for lazy init and kernels."""
+        self.generate([ImageRequest(prompt="warmup", width=128, height=128, num_inference_steps=2, seed=0)])

@@ -1,0 +1,54 @@
+"""Send one spoken WAV to the speech -> text -> image flow and show what comes back.
+
+    python scripts/demo_request.py [--url http://127.0.0.1:8000] [--audio tests/data/speech_zh.wav]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).parents[1]
+
+
+def wait_until_ready(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    sys.exit(f"the stack at {url} did not become ready within {timeout_s:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--audio", type=Path, default=ROOT / "tests" / "data" / "speech_zh.wav")
+    parser.add_argument("--wait", type=float, default=600, help="seconds to wait for the stack")
+    parser.add_argument("--save", type=Path, default=Path("demo-output.png"))
+    args = parser.parse_args()
+
+    wait_until_ready(args.url, args.wait)
+    files = {"file": (args.audio.name, args.audio.read_bytes(), "audio/wav")}
+    resp = httpx.post(args.url + "/v1/pipelines/speech-to-image", files=files, data={"seed": "0"}, timeout=300)
+    body = resp.json()
+    if resp.status_code != 200:
+        sys.exit(f"HTTP {resp.status_code}: {json.dumps(body, ensure_ascii=False)}")
+    png = base64.b64decode(body["images"][0]["b64_json"])
+    args.save.write_bytes(png)
+    summary = {k: body[k] for k in ("transcript", "prompt", "audio_duration_s", "timings")}
+    summary["image"] = f"{len(png)} bytes of PNG saved to {args.save}"
+    print(json.dumps(summary, ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()

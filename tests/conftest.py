@@ -1,0 +1,78 @@
+"""Shared fixtures: no network but loopback, tiny models built once, one local Ray cluster."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+DATA = Path(__file__).parent / "data"
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(sock: socket.socket, address, *args, **kwargs):
+    """Refuse every connection that leaves the machine: proves no code path reaches a model hub."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0]
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            ip = ipaddress.ip_address(socket.gethostbyname(host)) if host == "localhost" else None
+        if ip is None or not ip.is_loopback:
+            raise ConnectionRefusedError(f"tests may not reach the network: {address!r}")
+    return _real_connect(sock, address, *args, **kwargs)
+
+
+socket.socket.connect = _loopback_only
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> Path:
+    """Root of the tiny model tree (see mmserve.tiny.catalog); MMSERVE_TEST_MODELS reuses one."""
+    from mmserve.tiny.catalog import build_all
+
+    root = Path(os.environ.get("MMSERVE_TEST_MODELS") or tmp_path_factory.mktemp("models"))
+    build_all(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tiny_models):
+    """A real local Ray cluster with logical GPUs, so fractional num_gpus schedules on CPU."""
+    import ray
+    from ray import serve
+
+    port = _free_port()
+    ray.init(
+        num_cpus=8, num_gpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                                  "MMSERVE_MODEL_ROOT": str(tiny_models)}},
+    )
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
