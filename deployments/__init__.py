@@ -1,0 +1,1 @@
+"""Ray Serve deployments: one per task, each owning a model runner."""

@@ -1,0 +1,59 @@
+"""What every model deployment does the same way: GPU memory cap, model paths, blocking calls."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any, Callable, TypeVar
+
+from pydantic import BaseModel
+
+from mmserve.config import resolve_model_path
+from mmserve.devices import cap_gpu_memory, resolve_device
+
+log = logging.getLogger("ray.serve")
+T = TypeVar("T")
+
+MODEL_PATH_FIELDS = ("model", "vad_model", "punc_model")
+
+
+def with_resolved_paths(runner_args: BaseModel) -> BaseModel:
+    """A copy of runner args whose local model folders are absolute (replicas have another cwd)."""
+    updates = {
+        name: resolve_model_path(value)
+        for name in MODEL_PATH_FIELDS
+        if isinstance(value := getattr(runner_args, name, None), str)
+    }
+    return runner_args.model_copy(update=updates)
+
+
+def prepare_replica(device: str) -> str:
+    """Pick the device and cap this replica's GPU memory to the fraction Ray assigned it."""
+    resolved = resolve_device(device)
+    fraction = assigned_gpu_fraction()
+    applied = cap_gpu_memory(fraction, resolved)
+    log.info("replica on %s, assigned GPU %s, memory cap %s", resolved, fraction, applied)
+    return resolved
+
+
+def assigned_gpu_fraction() -> float | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_assigned_resources().get("GPU")
+    except Exception:  # outside Ray (unit tests, scripts): nothing assigned
+        return None
+
+
+def check_device(device: str) -> None:
+    """Health check: a CUDA context broken by a device fault fails a tiny round trip."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.zeros(1, device=device).add_(1).cpu()
+
+
+async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run model work off the replica's event loop so health checks and other requests proceed."""
+    return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))

@@ -1,0 +1,49 @@
+"""Text-to-image deployment: Stable Diffusion 3 via diffusers, compatible requests batched."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from ray import serve
+
+from deployments.common import check_device, in_thread, prepare_replica, with_resolved_paths
+from mmserve.config import BatchArgs, DeploymentArgs, Strict
+from mmserve.media import encode_png
+from mmserve.runners.image import ImageArgs, ImageRequest, ImageRunner
+
+
+class ImageDeploymentArgs(Strict):
+    runner: ImageArgs
+    deployment: DeploymentArgs = Field(default_factory=DeploymentArgs)
+    batch: BatchArgs = Field(default_factory=BatchArgs)
+
+
+@serve.deployment(name="image")
+class ImageGeneration:
+    def __init__(self, args: ImageDeploymentArgs):
+        runner_args = with_resolved_paths(args.runner)
+        self.device = device = prepare_replica(runner_args.device)
+        self.runner = ImageRunner(runner_args.model_copy(update={"device": device}))
+        self.generate_batch.set_max_batch_size(args.batch.max_batch_size)
+        self.generate_batch.set_batch_wait_timeout_s(args.batch.batch_wait_timeout_s)
+
+    async def generate(self, request: ImageRequest) -> list[bytes]:
+        """PNG bytes, one per requested image; encoded here so only bytes cross the network.
+
+        Validated before batching, so one bad request fails alone instead of failing its batch.
+        """
+        ImageRunner.validate(request)
+        return await self.generate_batch(request)
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
+    async def generate_batch(self, requests: list[ImageRequest]) -> list[list[bytes]]:
+        def run() -> list[list[bytes]]:
+            return [[encode_png(img) for img in images] for images in self.runner.generate(requests)]
+
+        return await in_thread(run)
+
+    def check_health(self) -> None:
+        check_device(self.device)
+
+
+def build(args: ImageDeploymentArgs):
+    return ImageGeneration.options(**args.deployment.serve_options()).bind(args)

@@ -1,0 +1,1 @@
+"""Cross-modal flows composed from deployment handles, and the HTTP gateway that serves them."""

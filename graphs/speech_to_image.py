@@ -1,0 +1,73 @@
+"""Speak, get a picture: audio -> ASR -> (LLM rewrites into an English prompt) -> SD3."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, Field
+from ray.serve.handle import DeploymentHandle
+
+from graphs.stages import run_stage
+from mmserve.config import Strict
+from mmserve.errors import InvalidInput
+from mmserve.media import Audio
+from mmserve.runners.image import ImageRequest
+from mmserve.runners.llm import ChatMessage, GenerationParams
+
+REWRITE_SYSTEM_PROMPT = (
+    "You turn a spoken request (often Chinese) into a concise English prompt for an image "
+    "generator. Reply with the prompt only: one line, at most 60 words, no quotes."
+)
+
+
+class SpeechToImageArgs(Strict):
+    rewrite_prompt: bool = Field(True, description="LLM rewrites the transcript into an English prompt")
+    rewrite_max_new_tokens: int = Field(96, ge=1)
+    rewrite_temperature: float = Field(0.0, ge=0)
+
+
+class SpeechToImageResult(BaseModel):
+    transcript: str
+    timestamps: list[tuple[int, int]] | None
+    audio_duration_s: float
+    prompt: str
+    images_png: list[bytes]
+    timings: dict[str, float]
+
+
+class SpeechToImageFlow:
+    """Each stage starts as soon as its only input, the previous stage's output, is ready."""
+
+    def __init__(self, args: SpeechToImageArgs, asr: DeploymentHandle, llm: DeploymentHandle | None,
+                 image: DeploymentHandle):
+        self.args, self.asr, self.llm, self.image = args, asr, llm, image
+
+    async def run(self, audio: Audio, image: dict[str, Any], *, hotwords: list[str] | None = None,
+                  rewrite: bool | None = None) -> SpeechToImageResult:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        transcript = await run_stage("asr", self.asr.transcribe.remote(audio.samples, hotwords), timings)
+        text = transcript.text.strip()
+        prompt = text
+        if (self.args.rewrite_prompt if rewrite is None else rewrite) and self.llm is not None:
+            prompt = await run_stage("rewrite", self._rewrite(text), timings) or text
+        if not prompt:
+            raise InvalidInput("no speech was recognized in the audio", field="file", stage="asr")
+        request = ImageRequest(prompt=prompt, **image)
+        images = await run_stage("image", self.image.generate.remote(request), timings)
+        timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
+        return SpeechToImageResult(
+            transcript=transcript.text, timestamps=transcript.timestamps,
+            audio_duration_s=transcript.duration_s, prompt=prompt, images_png=images, timings=timings,
+        )
+
+    async def _rewrite(self, text: str) -> str:
+        if not text:
+            return ""
+        messages = [ChatMessage(role="system", content=REWRITE_SYSTEM_PROMPT),
+                    ChatMessage(role="user", content=text)]
+        params = GenerationParams(max_new_tokens=self.args.rewrite_max_new_tokens,
+                                  temperature=self.args.rewrite_temperature)
+        result = await self.llm.chat.remote(messages, params)
+        return " ".join(result.text.split())

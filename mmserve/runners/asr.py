@@ -1,0 +1,160 @@
+"""Speech recognition with FunASR: Paraformer (SeACo for hotwords and timestamps), FSMN-VAD, CT-Punc.
+
+The VAD cuts long audio into segments the ASR model can take; the punctuation model restores
+punctuation on the joined text. Input is already-decoded mono float32 at 16 kHz
+(`mmserve.media.decode_audio` does the decoding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from mmserve.devices import resolve_device
+from mmserve.errors import ConfigError, InvalidInput
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+_MAX_HOTWORD_CHARS = 32
+_MIN_SAMPLES = 400  # one 25 ms fbank frame: FunASR fails on less, and there is no speech in it
+
+
+class AsrArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="ASR model folder or ModelScope id (SeACo-Paraformer gives timestamps and hotwords)")
+    vad_model: str | None = Field(None, description="FSMN-VAD folder or id; None feeds whole inputs to the ASR model")
+    punc_model: str | None = Field(None, description="CT-Transformer punctuation folder or id; None leaves text unpunctuated")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    ncpu: int = Field(1, ge=1, description="torch CPU threads; FunASR sets this process-wide, so size it per replica")
+    batch_size_s: int = Field(300, ge=1, description="seconds of VAD segments decoded per ASR batch on GPU")
+    max_single_segment_ms: int | None = Field(
+        None, ge=1000, description="longest VAD segment in ms; None keeps the VAD model's own setting"
+    )
+    max_hotwords: int = Field(100, ge=0, description="most hotwords accepted per request")
+
+
+@dataclass
+class Transcript:
+    text: str
+    timestamps: list[tuple[int, int]] | None  # per-token (start, end) ms in the audio; None if not given
+    duration_s: float
+
+
+def _resolve(field: str, name: str | None) -> str | None:
+    """A path-looking name must be an existing folder; anything else goes to FunASR as a hub id."""
+    if not name or not (name.startswith(("/", ".", "~")) or Path(name).exists()):
+        return name
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{field} folder {name!r} does not exist", field=field)
+    return str(path)
+
+
+class AsrRunner:
+    """One FunASR pipeline. Calls are serialized: AutoModel keeps per-call state on itself."""
+
+    def __init__(self, args: AsrArgs):
+        self.args = args
+        self.device = resolve_device(args.device)
+        names = {f: _resolve(f, getattr(args, f)) for f in ("model", "vad_model", "punc_model")}
+        with contextlib.redirect_stdout(io.StringIO()):  # funasr prints an ffmpeg notice on import
+            from funasr import AutoModel
+
+        vad_kwargs = {}
+        if args.max_single_segment_ms is not None:
+            vad_kwargs["max_single_segment_time"] = args.max_single_segment_ms
+        try:
+            self._model = AutoModel(
+                **names,
+                vad_kwargs=vad_kwargs,
+                device=self.device,
+                ncpu=args.ncpu,
+                disable_update=True,  # otherwise every load queries PyPI with no timeout
+                disable_pbar=True,
+                log_level="WARNING",  # AutoModel calls logging.basicConfig with this level
+            )
+        except Exception as exc:
+            raise ConfigError(f"could not load FunASR model {args.model!r}: {exc}", field="model") from exc
+        self._lock = threading.Lock()
+        log.info("loaded ASR %s (vad=%s, punc=%s) on %s", args.model, args.vad_model, args.punc_model, self.device)
+
+    def transcribe(
+        self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, hotwords: list[str] | None = None
+    ) -> Transcript:
+        wav, hotword = self._check(samples, sample_rate, hotwords)
+        return self._run(wav, hotword)
+
+    def transcribe_batch(self, items: list[tuple[np.ndarray, list[str] | None]]) -> list[Transcript]:
+        """Transcribe several 16 kHz inputs, each with its own hotwords.
+
+        FunASR decodes the inputs of one generate() call one after another anyway (its batching is
+        over the VAD segments of one input, by batch_size_s), so a loop costs nothing and keeps
+        per-item hotwords. Every item is validated before any is decoded.
+        """
+        checked = [self._check(samples, SAMPLE_RATE, hotwords) for samples, hotwords in items]
+        return [self._run(wav, hotword) for wav, hotword in checked]
+
+    def _check(self, samples, sample_rate: int, hotwords: list[str] | None) -> tuple[np.ndarray, str | None]:
+        if sample_rate != SAMPLE_RATE:
+            raise InvalidInput(f"sample_rate must be {SAMPLE_RATE}, got {sample_rate}", field="sample_rate")
+        if not isinstance(samples, np.ndarray) or samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating):
+            raise InvalidInput("samples must be a 1-D float array of mono audio", field="samples")
+        if samples.size == 0:
+            raise InvalidInput("audio is empty", field="samples")
+        if not np.isfinite(samples).all():
+            raise InvalidInput("audio contains NaN or infinite samples", field="samples")
+        return np.ascontiguousarray(samples, dtype=np.float32), self._hotword_string(hotwords)
+
+    def _hotword_string(self, hotwords: list[str] | None) -> str | None:
+        """FunASR's single space-separated hotword string.
+
+        FunASR reads a hotword string that is an existing `.txt` path as a file and one starting
+        with "http" as a URL to download, so words that look like either are refused.
+        """
+        if not hotwords:
+            return None
+        if not isinstance(hotwords, (list, tuple)):
+            raise InvalidInput("hotwords must be a list of strings", field="hotwords")
+        if len(hotwords) > self.args.max_hotwords:
+            raise InvalidInput(f"at most {self.args.max_hotwords} hotwords are accepted", field="hotwords")
+        for word in hotwords:
+            if not isinstance(word, str) or not word.strip():
+                raise InvalidInput("hotwords must be non-empty strings", field="hotwords")
+            if len(word.strip()) > _MAX_HOTWORD_CHARS or re.search(r"[\s/\\]", word.strip()):
+                raise InvalidInput(
+                    f"hotword {word!r} must be one word of at most {_MAX_HOTWORD_CHARS} characters "
+                    "with no spaces or slashes",
+                    field="hotwords",
+                )
+        joined = " ".join(w.strip() for w in hotwords)
+        if joined.startswith("http") or joined.endswith(".txt"):
+            raise InvalidInput("hotwords may not start with 'http' or end with '.txt'", field="hotwords")
+        return joined
+
+    def _run(self, wav: np.ndarray, hotword: str | None) -> Transcript:
+        duration_s = len(wav) / SAMPLE_RATE
+        if len(wav) < _MIN_SAMPLES:
+            return Transcript(text="", timestamps=None, duration_s=duration_s)
+        with self._lock:
+            results = self._model.generate(input=wav, batch_size_s=self.args.batch_size_s, hotword=hotword)
+        # FunASR drops an input whose text came out empty (no speech, or random weights).
+        if not results:
+            return Transcript(text="", timestamps=None, duration_s=duration_s)
+        result = results[0]
+        stamps = result.get("timestamp")
+        timestamps = None
+        if stamps is not None:
+            # The CIF timestamps carry a fixed offset that can reach a little past either end.
+            end_ms = int(duration_s * 1000)
+            timestamps = [(min(max(int(s), 0), end_ms), min(max(int(e), 0), end_ms)) for s, e in stamps]
+        return Transcript(text=str(result.get("text", "")).strip(), timestamps=timestamps, duration_s=duration_s)

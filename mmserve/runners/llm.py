@@ -1,0 +1,346 @@
+"""Chat LLM runner (Qwen family and other chat-templated causal LMs) on transformers.
+
+One request generates at a time per replica: sampling seeds live in torch's global RNG and
+transformers' ``generate`` is not meant to be shared across threads. Throughput comes from more
+replicas here, or from the lmdeploy backend's continuous batching.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Queue
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from mmserve.devices import DtypeName, resolve_device, resolve_dtype
+from mmserve.errors import ConfigError, InvalidInput
+
+log = logging.getLogger(__name__)
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length"]
+
+
+class LlmArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="Local model folder or hub id of a chat model with a chat template")
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    dtype: DtypeName = Field("auto", description="auto | float32 | float16 | bfloat16 (float32 on CPU)")
+    backend: Literal["transformers", "lmdeploy"] = Field(
+        "transformers", description="transformers runs anywhere; lmdeploy batches continuously on CUDA"
+    )
+    quantization: Literal["none", "8bit", "4bit"] = Field(
+        "none", description="bitsandbytes weight quantization at load time (CUDA only)"
+    )
+    max_new_tokens: int = Field(512, ge=1, description="Default and upper bound for generated tokens per request")
+    max_input_tokens: int = Field(4096, ge=1, description="Longest accepted prompt, chat template included")
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_new_tokens: int | None = None  # None: the runner's max_new_tokens
+    temperature: float = 0.7  # 0 means greedy decoding
+    top_p: float = 0.9
+    seed: int | None = None  # same seed, same prompt, same replica setup -> same sample
+    stop: list[str] | None = None  # text ends before the first of these; they are not returned
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason
+
+
+class LlmRunner:
+    """Loads a chat model once; ``chat`` answers whole, ``stream`` yields text as it is generated."""
+
+    def __init__(self, args: LlmArgs):
+        if args.backend == "lmdeploy":
+            raise ConfigError("lmdeploy backend not available yet", field="backend")
+        self.args = args
+        self.device = resolve_device(args.device)
+        dtype = resolve_dtype(args.dtype, self.device)
+        quantization_config = _bnb_config(args.quantization, self.device, dtype)
+        if args.model.startswith(("/", ".", "~")) and not Path(args.model).expanduser().is_dir():
+            raise ConfigError(f"model folder {args.model!r} does not exist", field="model")
+
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(args.model)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                args.model, dtype=dtype, device_map=self.device, quantization_config=quantization_config
+            ).eval()
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot load chat model {args.model!r}: {e}", field="model") from e
+        if not self.tokenizer.chat_template:
+            raise ConfigError(f"model {args.model!r} has no chat template", field="model")
+        eos = self.model.generation_config.eos_token_id
+        self._eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self._lock = threading.Lock()
+        log.info("loaded chat model %s on %s (%s, quantization=%s)", args.model, self.device, dtype, args.quantization)
+
+    def chat(self, messages: Sequence[ChatMessage], params: GenerationParams = GenerationParams()) -> ChatResult:
+        """Generate the whole assistant reply."""
+        prompt_ids, max_new = self._prepare(messages, params)
+        with self._lock, _seeded(params.seed):
+            output = self.model.generate(**self._generate_kwargs(prompt_ids, params, max_new))
+        new_ids = output[0, prompt_ids.shape[1] :].tolist()
+        trimmer = _StopTrimmer(params.stop)
+        text = trimmer.feed(self.tokenizer.decode(new_ids, skip_special_tokens=True)) + trimmer.flush()
+        return self._result(text, prompt_ids, new_ids, max_new, trimmer.done)
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams = GenerationParams()) -> ChatStream:
+        """Start generating now and return an iterator of text deltas (see ``ChatStream``).
+
+        Bad input raises here, before any delta, so callers can still answer with an error status.
+        """
+        prompt_ids, max_new = self._prepare(messages, params)
+        return ChatStream(self, prompt_ids, params, max_new)
+
+    def _prepare(self, messages: Sequence[ChatMessage], params: GenerationParams) -> tuple[torch.Tensor, int]:
+        if not messages:
+            raise InvalidInput("messages must not be empty", field="messages")
+        for m in messages:
+            if m.role not in ("system", "user", "assistant") or not isinstance(m.content, str):
+                raise InvalidInput("each message needs a role (system|user|assistant) and string content", field="messages")
+        if params.max_new_tokens is not None and params.max_new_tokens < 1:
+            raise InvalidInput("max_new_tokens must be at least 1", field="max_new_tokens")
+        if params.temperature < 0:
+            raise InvalidInput("temperature must be >= 0", field="temperature")
+        if not 0 < params.top_p <= 1:
+            raise InvalidInput("top_p must be in (0, 1]", field="top_p")
+        if params.stop is not None and not all(isinstance(s, str) and s for s in params.stop):
+            raise InvalidInput("stop must be a list of non-empty strings", field="stop")
+
+        prompt = self.tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages], add_generation_prompt=True, tokenize=False
+        )
+        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+        if ids.shape[1] > self.args.max_input_tokens:
+            raise InvalidInput(
+                f"prompt is {ids.shape[1]} tokens, the limit is {self.args.max_input_tokens}", field="messages"
+            )
+        max_new = min(params.max_new_tokens or self.args.max_new_tokens, self.args.max_new_tokens)
+        return ids.to(self.model.device), max_new
+
+    def _generate_kwargs(
+        self, prompt_ids: torch.Tensor, params: GenerationParams, max_new: int, *, streamer=None, cancel=None
+    ) -> dict:
+        criteria = []
+        if params.stop:
+            criteria.append(_StopOnText(self.tokenizer, params.stop, prompt_ids.shape[1]))
+        if cancel is not None:
+            criteria.append(_Cancelled(cancel))
+        kw = dict(
+            input_ids=prompt_ids,
+            attention_mask=torch.ones_like(prompt_ids),
+            max_new_tokens=max_new,
+            stopping_criteria=criteria,
+            streamer=streamer,
+        )
+        if params.temperature == 0:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        return kw
+
+    def _result(self, text: str, prompt_ids: torch.Tensor, new_ids: list[int], max_new: int, stopped: bool) -> ChatResult:
+        ended = stopped or (bool(new_ids) and new_ids[-1] in self._eos_ids) or len(new_ids) < max_new
+        return ChatResult(
+            text=text,
+            prompt_tokens=prompt_ids.shape[1],
+            completion_tokens=len(new_ids),
+            finish_reason="stop" if ended else "length",
+        )
+
+
+class ChatStream(Iterator[str]):
+    """Text deltas as the model generates them; ``result`` holds the ChatResult once exhausted.
+
+    Generation runs in its own thread and hands each token over through a queue; deltas are
+    released token by token, except that bytes of an unfinished UTF-8 character and text that may
+    begin a stop string wait for the next token. The deltas join to exactly what ``chat`` returns.
+    ``close()`` stops generation early, e.g. when the client has gone away.
+    """
+
+    def __init__(self, runner: LlmRunner, prompt_ids: torch.Tensor, params: GenerationParams, max_new: int):
+        self.result: ChatResult | None = None
+        self._runner, self._prompt_ids, self._params, self._max_new = runner, prompt_ids, params, max_new
+        self._tokens = _TokenQueue()
+        self._cancel = threading.Event()
+        self._error: BaseException | None = None
+        kwargs = runner._generate_kwargs(prompt_ids, params, max_new, streamer=self._tokens, cancel=self._cancel)
+        self._thread = threading.Thread(target=self._generate, args=(kwargs,), name="llm-generate", daemon=True)
+        self._thread.start()
+        self._deltas = self._iterate()
+
+    def __next__(self) -> str:
+        return next(self._deltas)
+
+    def close(self) -> None:
+        """Stop generating; the thread finishes after the current token."""
+        self._cancel.set()
+        self._deltas.close()
+
+    def _generate(self, kwargs: dict) -> None:
+        try:
+            with self._runner._lock, _seeded(self._params.seed):
+                if not self._cancel.is_set():
+                    self._runner.model.generate(**kwargs)
+        except BaseException as e:  # re-raised in the consumer's thread
+            self._error = e
+        finally:
+            self._tokens.end()
+
+    def _iterate(self) -> Iterator[str]:
+        detok = _Detokenizer(self._runner.tokenizer)
+        trimmer = _StopTrimmer(self._params.stop)
+        parts = []
+        while (ids := self._tokens.queue.get()) is not None:
+            if delta := trimmer.feed(detok.add(ids)):
+                parts.append(delta)
+                yield delta
+        if tail := trimmer.feed(detok.flush()) + trimmer.flush():
+            parts.append(tail)
+            yield tail
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self.result = self._runner._result("".join(parts), self._prompt_ids, detok.ids, self._max_new, trimmer.done)
+
+
+class _TokenQueue:
+    """The streamer generate() feeds from its thread (duck-typed transformers BaseStreamer)."""
+
+    def __init__(self):
+        self.queue: Queue[list[int] | None] = Queue()
+        self._prompt_skipped = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if self._prompt_skipped:
+            self.queue.put(value.reshape(-1).tolist())
+        self._prompt_skipped = True  # generate() first puts the prompt
+
+    def end(self) -> None:
+        self.queue.put(None)
+
+
+class _Detokenizer:
+    """Incremental decoding that never splits a character: what it returns joins to decode(all ids).
+
+    Decodes a short window of ids (prefix..end) and releases the text past the window's already
+    released part, unless it ends in U+FFFD, i.e. a multi-byte character is still incomplete.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self._prefix = self._read = 0
+
+    def add(self, ids: list[int]) -> str:
+        self.ids.extend(ids)
+        done = self._decode(self._prefix, self._read)
+        text = self._decode(self._prefix, len(self.ids))
+        if len(text) <= len(done) or text.endswith("\ufffd"):
+            return ""
+        self._prefix, self._read = self._read, len(self.ids)
+        return text[len(done) :]
+
+    def flush(self) -> str:
+        return self._decode(self._prefix, len(self.ids))[len(self._decode(self._prefix, self._read)) :]
+
+    def _decode(self, start: int, end: int) -> str:
+        return self.tokenizer.decode(self.ids[start:end], skip_special_tokens=True)
+
+
+class _StopTrimmer:
+    """Cuts text at the first stop string, withholding any tail that may be the start of one."""
+
+    def __init__(self, stops: list[str] | None):
+        self.stops = stops or []
+        self.done = False
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        if self.done:
+            return ""
+        text = self._held + piece
+        cuts = [i for s in self.stops if (i := text.find(s)) >= 0]
+        if cuts:
+            self.done, self._held = True, ""
+            return text[: min(cuts)]
+        hold = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        self._held = text[len(text) - hold :] if hold else ""
+        return text[: len(text) - hold]
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
+
+
+# generate() only calls stopping criteria; plain callables keep transformers out of module import.
+class _StopOnText:
+    """Ends generation once the reply, decoded as it will be returned, contains a stop string."""
+
+    def __init__(self, tokenizer, stops: list[str], prompt_len: int):
+        self.tokenizer, self.stops, self.prompt_len = tokenizer, stops, prompt_len
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        text = self.tokenizer.decode(input_ids[0, self.prompt_len :].tolist(), skip_special_tokens=True)
+        hit = any(s in text for s in self.stops)
+        return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)
+
+
+class _Cancelled:
+    """Ends generation once the stream's consumer has gone."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+@contextmanager
+def _seeded(seed: int | None):
+    """Seed torch's RNG for one generation and restore it afterwards (the caller holds the lock)."""
+    if seed is None:
+        yield
+        return
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
+
+
+def _bnb_config(quantization: str, device: str, dtype: torch.dtype):
+    """bitsandbytes config for the requested quantization; checked before any weights are read."""
+    if quantization == "none":
+        return None
+    if not device.startswith("cuda"):
+        raise ConfigError(f"{quantization} quantization needs a CUDA GPU (device is {device})", field="quantization")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("quantization needs bitsandbytes: pip install 'mmserve[gpu]'", field="quantization")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
