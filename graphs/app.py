@@ -4,8 +4,7 @@ Which models, their GPU fractions and their scaling all come from these typed ar
 from tiny CPU models to real weights on a GPU cluster is a YAML change.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Ray reads build_app's annotation to validate `args`.
 from pathlib import Path
 
 import yaml

@@ -10,6 +10,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 export MMSERVE_MODEL_ROOT="${MMSERVE_MODEL_ROOT:-$PWD/.models}"
 python scripts/build_tiny_models.py --out "$MMSERVE_MODEL_ROOT"
 
+set -m  # job control: the background `serve run` then still receives the SIGINT sent below
 serve run configs/local.yaml &
 serve_pid=$!
 trap 'kill -INT $serve_pid 2>/dev/null; wait $serve_pid 2>/dev/null' EXIT

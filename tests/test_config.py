@@ -92,3 +92,13 @@ def test_production_shaped_app_schedules_on_logical_gpus(ray_cluster):
         assert decode_b64_png(resp.json()["images"][0]["b64_json"]).size == (256, 256)
     finally:
         serve.delete("prod-shaped")
+
+
+def test_serve_validates_yaml_args_into_the_builder_args():
+    """What `serve run` does with `args:`: Ray reads build_app's annotation and validates into it."""
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+    from ray.serve.deployment import Application
+
+    raw = yaml.safe_load(PROD.read_text())["applications"][0]["args"]
+    app = call_user_app_builder_with_args_if_necessary(build_app, raw)
+    assert isinstance(app, Application)

@@ -6,8 +6,10 @@ import time
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from mmserve.errors import ConfigError, InvalidInput
+from mmserve.runners.lmdeploy_engine import kv_cache_ratio
 from mmserve.runners.llm import ChatMessage, ChatResult, GenerationParams, LlmArgs, LlmRunner
 from mmserve.tiny import qwen
 
@@ -157,3 +159,87 @@ def test_4bit_on_cuda(model_dir):
     result = runner.chat(HELLO, GenerationParams(temperature=0))
     assert 1 <= result.completion_tokens <= 8
     assert "".join(runner.stream(HELLO, GenerationParams(temperature=0))) == result.text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU refusals")
+def test_lmdeploy_without_cuda_is_a_config_error(model_dir):
+    with pytest.raises(ConfigError) as err:
+        LlmRunner(LlmArgs(model=str(model_dir), backend="lmdeploy"))
+    assert err.value.field == "backend" and "CUDA" in err.value.message
+
+
+def test_lmdeploy_refuses_bitsandbytes(model_dir):
+    with pytest.raises(ConfigError) as err:
+        LlmRunner(LlmArgs(model=str(model_dir), backend="lmdeploy", quantization="4bit"))
+    assert err.value.field == "quantization"
+
+
+def test_lmdeploy_args():
+    args = LlmArgs(model="m", backend="lmdeploy", lmdeploy_engine="pytorch", session_len=4096, tp=2)
+    assert (args.cache_max_entry_count, args.tp, args.session_len) == (0.8, 2, 4096)
+    assert LlmArgs(model="m").lmdeploy_engine == "turbomind"
+    for bad in ({"cache_max_entry_count": 1.0}, {"cache_max_entry_count": 0}, {"tp": 0}, {"session_len": 0},
+                {"lmdeploy_engine": "vllm"}):
+        with pytest.raises(ValidationError):
+            LlmArgs(model="m", **bad)
+
+
+def test_kv_cache_ratio_fits_the_gpu_share():
+    # Qwen2.5-7B fp16 (15.2 GB) on a quarter of an 80 GB GPU: 20 - 15.2 - 3 = 1.8 GB of cache,
+    # taken from the 64.8 GB lmdeploy sees free after loading the weights.
+    assert kv_cache_ratio(0.25, 15.2, 80) == pytest.approx(1.8 / 64.8)
+    assert kv_cache_ratio(0.5, 0, 80, reserve_gb=0) == pytest.approx(0.5)
+    # A whole GPU (or more, with tp) keeps lmdeploy's own default.
+    assert kv_cache_ratio(1, 15.2, 80) == kv_cache_ratio(2, 15.2, 80) == 0.8
+    # Whatever the share, weights + reserve + cache stay inside it on an empty GPU.
+    for share, weights, total in [(0.1, 1, 80), (0.35, 10, 80), (0.6, 20, 141)]:
+        cache = kv_cache_ratio(share, weights, total) * (total - weights)
+        assert 0 < cache and weights + 3.0 + cache <= share * total + 1e-9
+    with pytest.raises(ConfigError):
+        kv_cache_ratio(0.2, 15.2, 80)  # 16 GB cannot hold the weights and a reserve
+    with pytest.raises(ValueError):
+        kv_cache_ratio(0, 1, 80)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="lmdeploy needs a CUDA GPU")
+def test_lmdeploy_chat_and_stream_on_cuda(model_dir):
+    pytest.importorskip("lmdeploy")
+    # The PyTorch engine: TurboMind has attention kernels for head dims 64/128/192/256/576, and
+    # the tiny Qwen's is 16.
+    runner = LlmRunner(
+        LlmArgs(
+            model=str(model_dir), backend="lmdeploy", lmdeploy_engine="pytorch", session_len=2048,
+            cache_max_entry_count=0.05, max_new_tokens=32, max_input_tokens=64,
+        )
+    )
+    try:
+        assert runner.model is None and runner.pipe is not None
+        for max_new in (1, 24):
+            result = runner.chat(HELLO, GenerationParams(max_new_tokens=max_new, seed=0))
+            assert isinstance(result, ChatResult) and isinstance(result.text, str)
+            assert result.prompt_tokens > 10 and 0 <= result.completion_tokens <= max_new
+            assert result.finish_reason in ("stop", "length")
+            assert (result.finish_reason == "length") <= (result.completion_tokens == max_new)
+
+        whole = runner.chat(HELLO, GREEDY)
+        stream = runner.stream(HELLO, GREEDY)
+        deltas = list(stream)
+        assert all(isinstance(d, str) and d for d in deltas)
+        assert "".join(deltas) == whole.text and stream.result == whole
+
+        if len(whole.text) > 4:
+            stop = whole.text[len(whole.text) // 2 : len(whole.text) // 2 + 2]
+            stopped = runner.chat(HELLO, GenerationParams(max_new_tokens=24, temperature=0, stop=[stop]))
+            assert stopped.text == whole.text[: whole.text.find(stop)] and stopped.finish_reason == "stop"
+
+        stream = runner.stream([ChatMessage("user", "xxxxxxxxxx")], GenerationParams(temperature=1.0, seed=1))
+        next(stream, None)
+        stream.close()  # aborts the request; the engine keeps serving
+        with pytest.raises(InvalidInput):
+            runner.chat([ChatMessage("user", "你好 hello " * 40)], GREEDY)
+        with pytest.raises(InvalidInput):
+            runner.stream(HELLO, GenerationParams(temperature=3.0))
+        assert runner.chat(HELLO, GenerationParams(max_new_tokens=4)).completion_tokens <= 4
+    finally:
+        runner.close()

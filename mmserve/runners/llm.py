@@ -1,8 +1,9 @@
-"""Chat LLM runner (Qwen family and other chat-templated causal LMs) on transformers.
+"""Chat LLM runner (Qwen family and other chat-templated causal LMs) on transformers or lmdeploy.
 
-One request generates at a time per replica: sampling seeds live in torch's global RNG and
-transformers' ``generate`` is not meant to be shared across threads. Throughput comes from more
-replicas here, or from the lmdeploy backend's continuous batching.
+transformers: one request generates at a time per replica, because sampling seeds live in torch's
+global RNG and ``generate`` is not meant to be shared across threads; throughput comes from more
+replicas. lmdeploy (CUDA only): concurrent requests are batched continuously by its engine.
+Both backends validate, count, stop and stream the same way.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +24,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput
+from mmserve.runners.lmdeploy_engine import (
+    KvCacheFraction,
+    LmdeployEngine,
+    SessionLen,
+    TensorParallel,
+    check_available,
+    generation_config,
+    load_pipeline,
+    raise_on_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +51,14 @@ class LlmArgs(BaseModel):
         "transformers", description="transformers runs anywhere; lmdeploy batches continuously on CUDA"
     )
     quantization: Literal["none", "8bit", "4bit"] = Field(
-        "none", description="bitsandbytes weight quantization at load time (CUDA only)"
+        "none", description="bitsandbytes weight quantization at load time (transformers backend, CUDA only)"
     )
     max_new_tokens: int = Field(512, ge=1, description="Default and upper bound for generated tokens per request")
     max_input_tokens: int = Field(4096, ge=1, description="Longest accepted prompt, chat template included")
+    lmdeploy_engine: LmdeployEngine = "turbomind"
+    session_len: SessionLen = None
+    cache_max_entry_count: KvCacheFraction = 0.8
+    tp: TensorParallel = 1
 
 
 @dataclass(frozen=True)
@@ -72,34 +88,43 @@ class LlmRunner:
     """Loads a chat model once; ``chat`` answers whole, ``stream`` yields text as it is generated."""
 
     def __init__(self, args: LlmArgs):
-        if args.backend == "lmdeploy":
-            raise ConfigError("lmdeploy backend not available yet", field="backend")
         self.args = args
         self.device = resolve_device(args.device)
+        self.model = self.pipe = None
+        self._max_input = args.max_input_tokens
+        self._lock = threading.Lock()
+        if args.backend == "lmdeploy":
+            check_available(args)  # no CUDA, quantization, float32: refused before anything is read
+            self.tokenizer = _load_tokenizer(args.model)  # same template lmdeploy applies; checks prompt length
+            self.pipe = load_pipeline(args)
+            # lmdeploy fails a prompt as long as its session; refuse it up front like an over-long one
+            self._max_input = min(args.max_input_tokens, self.pipe.async_engine.session_len - 1)
+            log.info("loaded chat model %s with lmdeploy (%s engine)", args.model, args.lmdeploy_engine)
+            return
+
         dtype = resolve_dtype(args.dtype, self.device)
         quantization_config = _bnb_config(args.quantization, self.device, dtype)
-        if args.model.startswith(("/", ".", "~")) and not Path(args.model).expanduser().is_dir():
-            raise ConfigError(f"model folder {args.model!r} does not exist", field="model")
-
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        self.tokenizer = _load_tokenizer(args.model)
+        from transformers import AutoModelForCausalLM
 
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(args.model)
             self.model = AutoModelForCausalLM.from_pretrained(
                 args.model, dtype=dtype, device_map=self.device, quantization_config=quantization_config
             ).eval()
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot load chat model {args.model!r}: {e}", field="model") from e
-        if not self.tokenizer.chat_template:
-            raise ConfigError(f"model {args.model!r} has no chat template", field="model")
         eos = self.model.generation_config.eos_token_id
         self._eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-        self._lock = threading.Lock()
         log.info("loaded chat model %s on %s (%s, quantization=%s)", args.model, self.device, dtype, args.quantization)
 
     def chat(self, messages: Sequence[ChatMessage], params: GenerationParams = GenerationParams()) -> ChatResult:
         """Generate the whole assistant reply."""
         prompt_ids, max_new = self._prepare(messages, params)
+        if self.pipe is not None:  # a stream, so that a stop string ends generation where it appears
+            stream = _LmdeployStream(self, messages, params, max_new)
+            for _ in stream:
+                pass
+            return stream.result
         with self._lock, _seeded(params.seed):
             output = self.model.generate(**self._generate_kwargs(prompt_ids, params, max_new))
         new_ids = output[0, prompt_ids.shape[1] :].tolist()
@@ -113,7 +138,14 @@ class LlmRunner:
         Bad input raises here, before any delta, so callers can still answer with an error status.
         """
         prompt_ids, max_new = self._prepare(messages, params)
-        return ChatStream(self, prompt_ids, params, max_new)
+        if self.pipe is not None:
+            return _LmdeployStream(self, messages, params, max_new)
+        return _TransformersStream(self, prompt_ids, params, max_new)
+
+    def close(self) -> None:
+        """Stop the lmdeploy engine (nothing to release for transformers)."""
+        if self.pipe is not None:
+            self.pipe.close()
 
     def _prepare(self, messages: Sequence[ChatMessage], params: GenerationParams) -> tuple[torch.Tensor, int]:
         if not messages:
@@ -134,12 +166,10 @@ class LlmRunner:
             [{"role": m.role, "content": m.content} for m in messages], add_generation_prompt=True, tokenize=False
         )
         ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
-        if ids.shape[1] > self.args.max_input_tokens:
-            raise InvalidInput(
-                f"prompt is {ids.shape[1]} tokens, the limit is {self.args.max_input_tokens}", field="messages"
-            )
+        if ids.shape[1] > self._max_input:
+            raise InvalidInput(f"prompt is {ids.shape[1]} tokens, the limit is {self._max_input}", field="messages")
         max_new = min(params.max_new_tokens or self.args.max_new_tokens, self.args.max_new_tokens)
-        return ids.to(self.model.device), max_new
+        return (ids if self.model is None else ids.to(self.model.device)), max_new
 
     def _generate_kwargs(
         self, prompt_ids: torch.Tensor, params: GenerationParams, max_new: int, *, streamer=None, cancel=None
@@ -175,14 +205,26 @@ class LlmRunner:
 class ChatStream(Iterator[str]):
     """Text deltas as the model generates them; ``result`` holds the ChatResult once exhausted.
 
-    Generation runs in its own thread and hands each token over through a queue; deltas are
-    released token by token, except that bytes of an unfinished UTF-8 character and text that may
-    begin a stop string wait for the next token. The deltas join to exactly what ``chat`` returns.
-    ``close()`` stops generation early, e.g. when the client has gone away.
+    Deltas are released token by token, except that bytes of an unfinished UTF-8 character and text
+    that may begin a stop string wait for the next token. The deltas join to exactly what ``chat``
+    returns. ``close()`` stops generation early, e.g. when the client has gone away.
     """
 
+    result: ChatResult | None = None
+    _deltas: Iterator[str]
+
+    def __next__(self) -> str:
+        return next(self._deltas)
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop generating."""
+
+
+class _TransformersStream(ChatStream):
+    """Generation runs in its own thread and hands each token over through a queue."""
+
     def __init__(self, runner: LlmRunner, prompt_ids: torch.Tensor, params: GenerationParams, max_new: int):
-        self.result: ChatResult | None = None
         self._runner, self._prompt_ids, self._params, self._max_new = runner, prompt_ids, params, max_new
         self._tokens = _TokenQueue()
         self._cancel = threading.Event()
@@ -191,9 +233,6 @@ class ChatStream(Iterator[str]):
         self._thread = threading.Thread(target=self._generate, args=(kwargs,), name="llm-generate", daemon=True)
         self._thread.start()
         self._deltas = self._iterate()
-
-    def __next__(self) -> str:
-        return next(self._deltas)
 
     def close(self) -> None:
         """Stop generating; the thread finishes after the current token."""
@@ -225,6 +264,61 @@ class ChatStream(Iterator[str]):
         if self._error is not None:
             raise self._error
         self.result = self._runner._result("".join(parts), self._prompt_ids, detok.ids, self._max_new, trimmer.done)
+
+
+class _LmdeployStream(ChatStream):
+    """lmdeploy's ``stream_infer`` for one request, in a session of its own so that it can be aborted.
+
+    lmdeploy's own ``stop_words`` are token-level in 0.18 (a stop string longer than one token is
+    ignored; a token that contains one is dropped whole, with any text before it), so stop strings
+    are cut here, as for transformers, and end the request at once.
+    """
+
+    def __init__(self, runner: LlmRunner, messages: Sequence[ChatMessage], params: GenerationParams, max_new: int):
+        config = generation_config(
+            max_new_tokens=max_new, temperature=params.temperature, top_p=params.top_p, seed=params.seed
+        )
+        self._session = runner.pipe.session()
+        self._finished = False
+        outputs = runner.pipe.stream_infer(
+            [{"role": m.role, "content": m.content} for m in messages], sessions=self._session, gen_config=config
+        )
+        self._deltas = self._iterate(outputs, params.stop)
+
+    def close(self) -> None:
+        """Stop generating: the engine frees the request's slot and KV cache blocks."""
+        self._deltas.close()
+        self._abort()
+
+    def _abort(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._session.abort()
+
+    def _iterate(self, outputs: Iterator, stops: list[str] | None) -> Iterator[str]:
+        trimmer = _StopTrimmer(stops)
+        parts, last = [], None
+        for out in outputs:  # Responses whose text is the delta since the previous one
+            raise_on_error(out)
+            last = out
+            self._finished = out.finish_reason is not None
+            if delta := trimmer.feed(out.text):
+                parts.append(delta)
+                yield delta
+            if trimmer.done:
+                break
+        self._abort()  # a stop string appeared; no-op once lmdeploy has finished
+        if tail := trimmer.flush():
+            parts.append(tail)
+            yield tail
+        if last is None:
+            raise RuntimeError("lmdeploy returned no response")
+        self.result = ChatResult(
+            text="".join(parts),
+            prompt_tokens=last.input_token_len,
+            completion_tokens=last.generate_token_len,
+            finish_reason="length" if last.finish_reason == "length" and not trimmer.done else "stop",
+        )
 
 
 class _TokenQueue:
@@ -329,6 +423,21 @@ def _seeded(seed: int | None):
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         yield
+
+
+def _load_tokenizer(model: str):
+    """The model's tokenizer, which must carry a chat template; a missing folder fails before any load."""
+    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
+        raise ConfigError(f"model folder {model!r} does not exist", field="model")
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot load chat model {model!r}: {e}", field="model") from e
+    if not tokenizer.chat_template:
+        raise ConfigError(f"model {model!r} has no chat template", field="model")
+    return tokenizer
 
 
 def _bnb_config(quantization: str, device: str, dtype: torch.dtype):

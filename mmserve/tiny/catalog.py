@@ -16,6 +16,10 @@ BUILDERS = {
     "funasr": "mmserve.tiny.funasr",
     "sd3": "mmserve.tiny.sd3",
     "qwen": "mmserve.tiny.qwen",
+    "chattts": "mmserve.tiny.chattts",
+    "internvl": "mmserve.tiny.internvl",
+    "llava": "mmserve.tiny.llava",
+    "stable_audio": "mmserve.tiny.stable_audio",
 }
 MARKER = ".mmserve-built"
 

@@ -1,0 +1,306 @@
+"""Vision-language question answering (InternVL, LLaVA family) over one or more images.
+
+Two interchangeable backends behind one runner: ``transformers`` (any
+``AutoModelForImageTextToText`` folder, CPU or GPU, optional bitsandbytes quantization) and
+``lmdeploy`` (TurboMind/PyTorch engines with continuous batching and a paged KV cache; CUDA only).
+Images arrive already decoded (``mmserve.media.decode_image``); the runner only checks counts and
+sizes, so a bad request is an ``InvalidInput`` before any model work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import torch
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from mmserve.devices import DtypeName, resolve_device, resolve_dtype
+from mmserve.errors import ConfigError, InvalidInput, PayloadTooLarge
+from mmserve.runners.lmdeploy_engine import (
+    KvCacheFraction,
+    LmdeployEngine,
+    SessionLen,
+    TensorParallel,
+    generation_config,
+    load_pipeline,
+    raise_on_error,
+)
+
+log = logging.getLogger(__name__)
+
+FinishReason = Literal["stop", "length"]
+
+
+class VlmArgs(BaseModel):
+    """Configuration of one vision-language model replica."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="Local model folder or hub id (InternVL-hf, LLaVA-hf layouts).")
+    device: str = Field("auto", description="'auto', 'cpu' or 'cuda'; lmdeploy needs 'cuda'.")
+    dtype: DtypeName = Field("auto", description="'auto': float16 on GPU, float32 on CPU.")
+    backend: Literal["transformers", "lmdeploy"] = Field(
+        "transformers", description="'lmdeploy' batches requests on the GPU; 'transformers' also runs on CPU."
+    )
+    quantization: Literal["none", "8bit", "4bit"] = Field(
+        "none", description="bitsandbytes weight quantization (transformers backend, CUDA only)."
+    )
+    max_images: int = Field(4, ge=0, description="Most images one request may carry.")
+    allow_text_only: bool = Field(True, description="Accept questions without an image.")
+    max_new_tokens: int = Field(512, ge=1, description="Cap on generated tokens; larger requests are capped.")
+    max_image_pixels: int | None = Field(
+        4096 * 4096, ge=1, description="Largest width*height accepted per image (None: no limit)."
+    )
+    lmdeploy_engine: LmdeployEngine = "turbomind"
+    session_len: SessionLen = None
+    cache_max_entry_count: KvCacheFraction = 0.8
+    tp: TensorParallel = 1
+
+
+@dataclass
+class VlmRequest:
+    """One question about zero or more decoded images. ``temperature=0`` is greedy decoding."""
+
+    question: str
+    images: list[Image.Image] = field(default_factory=list)
+    max_new_tokens: int | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass
+class VlmResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason
+
+
+class VlmBackend(Protocol):
+    """What the runner needs from an engine; requests arrive validated, max_new_tokens filled in."""
+
+    def generate(self, req: VlmRequest) -> VlmResult: ...
+
+    def stream(self, req: VlmRequest) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+
+def chat_messages(req: VlmRequest) -> list[dict]:
+    """One user turn: an image part per image, then the question (the order InternVL/LLaVA train on)."""
+    content = [{"type": "image"} for _ in req.images] + [{"type": "text", "text": req.question}]
+    return [{"role": "user", "content": content}]
+
+
+class _StopOnEvent:
+    """Stopping criterion that ends generation when a streaming client goes away."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class TransformersVlmBackend:
+    """``AutoModelForImageTextToText`` + ``AutoProcessor``: one request at a time per replica.
+
+    Generation is serialized by a lock: HF ``generate`` does not batch concurrent calls, and a
+    per-request seed must not be disturbed by another request's sampling.
+    """
+
+    def __init__(self, args: VlmArgs):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        if args.quantization != "none" and not torch.cuda.is_available():
+            raise ConfigError(
+                f"quantization={args.quantization!r} uses bitsandbytes, which needs a CUDA GPU; none is visible",
+                field="quantization",
+            )
+        self.device = resolve_device(args.device)
+        self.dtype = resolve_dtype(args.dtype, self.device)
+        kwargs: dict = {"dtype": self.dtype}
+        if args.quantization != "none":
+            kwargs.update(self._quantization_kwargs(args.quantization))
+        try:
+            self.processor = AutoProcessor.from_pretrained(args.model)
+            self.model = AutoModelForImageTextToText.from_pretrained(args.model, **kwargs)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(
+                f"could not load a vision-language model from {args.model!r}: {exc}", field="model"
+            ) from exc
+        if args.quantization == "none":
+            self.model.to(self.device)
+        self.model.eval()
+        self.tokenizer = self.processor.tokenizer
+        eos = self.model.generation_config.eos_token_id
+        eos = self.tokenizer.eos_token_id if eos is None else eos
+        self._eos = set(eos) if isinstance(eos, (list, tuple)) else {eos}
+        self._lock = threading.Lock()
+        log.info("loaded %s (%s) on %s/%s", args.model, type(self.model).__name__, self.device, self.dtype)
+
+    def _quantization_kwargs(self, mode: str) -> dict:
+        from transformers import BitsAndBytesConfig
+
+        if not self.device.startswith("cuda"):
+            raise ConfigError("bitsandbytes quantization needs device 'cuda' or 'auto'", field="quantization")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError(
+                "quantization needs the bitsandbytes package: pip install 'mmserve[gpu]'", field="quantization"
+            )
+        config = BitsAndBytesConfig(
+            load_in_8bit=mode == "8bit", load_in_4bit=mode == "4bit", bnb_4bit_compute_dtype=self.dtype
+        )
+        return {"quantization_config": config, "device_map": {"": self.device}}
+
+    def _inputs(self, req: VlmRequest):
+        prompt = self.processor.apply_chat_template(chat_messages(req), add_generation_prompt=True, tokenize=False)
+        inputs = self.processor(images=req.images or None, text=prompt, return_tensors="pt")
+        return inputs.to(self.device, dtype=self.dtype)
+
+    def _generate_kwargs(self, req: VlmRequest) -> dict:
+        kwargs = {"max_new_tokens": req.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if req.temperature > 0:
+            kwargs.update(do_sample=True, temperature=req.temperature, top_p=req.top_p)
+        else:  # override sampling defaults a checkpoint's generation_config may carry
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def _run(self, req: VlmRequest, inputs, **extra) -> torch.Tensor:
+        with self._lock, torch.inference_mode():
+            if req.seed is not None:
+                torch.manual_seed(req.seed)
+            return self.model.generate(**inputs, **self._generate_kwargs(req), **extra)
+
+    def generate(self, req: VlmRequest) -> VlmResult:
+        inputs = self._inputs(req)
+        prompt_len = inputs["input_ids"].shape[1]
+        new_ids = self._run(req, inputs)[0, prompt_len:].tolist()
+        finish: FinishReason = "length"
+        if new_ids and new_ids[-1] in self._eos:
+            new_ids, finish = new_ids[:-1], "stop"
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        return VlmResult(text=text, prompt_tokens=prompt_len, completion_tokens=len(new_ids), finish_reason=finish)
+
+    def stream(self, req: VlmRequest) -> Iterator[str]:
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        inputs = self._inputs(req)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancel = threading.Event()
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                stop = StoppingCriteriaList([_StopOnEvent(cancel)])
+                self._run(req, inputs, streamer=streamer, stopping_criteria=stop)
+            except BaseException as exc:  # re-raised in the consumer's thread below
+                failure.append(exc)
+            finally:
+                streamer.end()  # unblocks the consumer even when generate failed
+
+        thread = threading.Thread(target=work, name="vlm-generate", daemon=True)
+        thread.start()
+        try:
+            for delta in streamer:
+                if delta:
+                    yield delta
+        finally:
+            cancel.set()
+            thread.join()
+        if failure:
+            raise failure[0]
+
+    def close(self) -> None:
+        pass
+
+
+class LmdeployVlmBackend:
+    """lmdeploy 0.18 ``pipeline``: continuous batching across concurrent requests, CUDA only."""
+
+    def __init__(self, args: VlmArgs):
+        self.pipe = load_pipeline(args)
+
+    @staticmethod
+    def _prompt(req: VlmRequest):
+        # lmdeploy's (prompt, [PIL images]) form; a text-only question is a plain string.
+        return (req.question, list(req.images)) if req.images else req.question
+
+    @staticmethod
+    def _gen_config(req: VlmRequest):
+        return generation_config(
+            max_new_tokens=req.max_new_tokens, temperature=req.temperature, top_p=req.top_p, seed=req.seed
+        )
+
+    def generate(self, req: VlmRequest) -> VlmResult:
+        out = self.pipe.infer(self._prompt(req), gen_config=self._gen_config(req))
+        raise_on_error(out)
+        return VlmResult(
+            text=out.text,
+            prompt_tokens=out.input_token_len,
+            completion_tokens=out.generate_token_len,
+            finish_reason="length" if out.finish_reason == "length" else "stop",
+        )
+
+    def stream(self, req: VlmRequest) -> Iterator[str]:
+        for out in self.pipe.stream_infer(self._prompt(req), gen_config=self._gen_config(req)):
+            raise_on_error(out)
+            if out.text:
+                yield out.text  # stream_infer yields deltas, not the text so far
+
+    def close(self) -> None:
+        self.pipe.close()
+
+
+class VlmRunner:
+    """Validates requests and hands them to the configured backend."""
+
+    def __init__(self, args: VlmArgs):
+        self.args = args
+        backend_cls = TransformersVlmBackend if args.backend == "transformers" else LmdeployVlmBackend
+        self.backend: VlmBackend = backend_cls(args)
+
+    def answer(self, req: VlmRequest) -> VlmResult:
+        return self.backend.generate(self._validate(req))
+
+    def stream(self, req: VlmRequest) -> Iterator[str]:
+        """Text deltas as they are generated; validation errors raise here, not on first ``next``."""
+        return self.backend.stream(self._validate(req))
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def _validate(self, req: VlmRequest) -> VlmRequest:
+        args = self.args
+        if not isinstance(req.question, str) or not req.question.strip():
+            raise InvalidInput("question must be a non-empty string", field="question")
+        images = list(req.images or [])
+        if len(images) > args.max_images:
+            raise InvalidInput(f"{len(images)} images sent; at most {args.max_images} are allowed", field="images")
+        if not images and not args.allow_text_only:
+            raise InvalidInput("this model needs at least one image", field="images")
+        for image in images:
+            if not isinstance(image, Image.Image):
+                raise InvalidInput("images must be decoded images", field="images")
+            width, height = image.size
+            if args.max_image_pixels is not None and width * height > args.max_image_pixels:
+                raise PayloadTooLarge(
+                    f"image is {width}x{height}; the limit is {args.max_image_pixels} pixels", field="images"
+                )
+        images = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
+        max_new = args.max_new_tokens if req.max_new_tokens is None else req.max_new_tokens
+        if max_new < 1:
+            raise InvalidInput("max_new_tokens must be at least 1", field="max_new_tokens")
+        if not 0 <= req.temperature <= 2:
+            raise InvalidInput("temperature must be between 0 and 2", field="temperature")
+        if not 0 < req.top_p <= 1:
+            raise InvalidInput("top_p must be in (0, 1]", field="top_p")
+        return dataclasses.replace(req, images=images, max_new_tokens=min(max_new, args.max_new_tokens))
