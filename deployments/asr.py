@@ -6,23 +6,22 @@ import numpy as np
 from pydantic import Field
 from ray import serve
 
-from deployments.common import check_device, in_thread, prepare_replica, with_resolved_paths
+from deployments.common import ModelReplica, in_thread
 from mmserve.config import BatchArgs, DeploymentArgs, Strict
 from mmserve.runners.asr import AsrArgs, AsrRunner, Transcript
 
 
 class AsrDeploymentArgs(Strict):
+    served_name: str = "paraformer"
     runner: AsrArgs
     deployment: DeploymentArgs = Field(default_factory=DeploymentArgs)
     batch: BatchArgs = Field(default_factory=BatchArgs)
 
 
 @serve.deployment(name="asr")
-class SpeechRecognition:
+class SpeechRecognition(ModelReplica):
     def __init__(self, args: AsrDeploymentArgs):
-        runner_args = with_resolved_paths(args.runner)
-        self.device = device = prepare_replica(runner_args.device)
-        self.runner = AsrRunner(runner_args.model_copy(update={"device": device}))
+        self.runner = self.load_runner(AsrRunner, args.runner)
         self.transcribe_batch.set_max_batch_size(args.batch.max_batch_size)
         self.transcribe_batch.set_batch_wait_timeout_s(args.batch.batch_wait_timeout_s)
 
@@ -33,9 +32,6 @@ class SpeechRecognition:
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
     async def transcribe_batch(self, items: list[tuple[np.ndarray, list[str] | None]]) -> list[Transcript]:
         return await in_thread(self.runner.transcribe_batch, items)
-
-    def check_health(self) -> None:
-        check_device(self.device)
 
 
 def build(args: AsrDeploymentArgs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Any, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
 from pydantic import BaseModel
 
@@ -26,6 +26,20 @@ def with_resolved_paths(runner_args: BaseModel) -> BaseModel:
         if isinstance(value := getattr(runner_args, name, None), str)
     }
     return runner_args.model_copy(update=updates)
+
+
+class ModelReplica:
+    """Base of every model deployment: loads its runner on the right device, reports health."""
+
+    device: str = "cpu"
+
+    def load_runner(self, runner_cls: Callable[[Any], T], runner_args: BaseModel) -> T:
+        resolved = with_resolved_paths(runner_args)
+        self.device = prepare_replica(resolved.device)
+        return runner_cls(resolved.model_copy(update={"device": self.device}))
+
+    def check_health(self) -> None:
+        check_device(self.device)
 
 
 def prepare_replica(device: str) -> str:
@@ -57,3 +71,18 @@ def check_device(device: str) -> None:
 async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run model work off the replica's event loop so health checks and other requests proceed."""
     return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+
+
+async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
+    """Drive a blocking iterator (a token or audio stream) off the event loop, item by item.
+
+    Closing it when the consumer stops early (client gone) lets the runner stop generating.
+    """
+    done = object()
+    try:
+        while (item := await asyncio.to_thread(next, iterator, done)) is not done:
+            yield item
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()

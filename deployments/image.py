@@ -5,24 +5,23 @@ from __future__ import annotations
 from pydantic import Field
 from ray import serve
 
-from deployments.common import check_device, in_thread, prepare_replica, with_resolved_paths
+from deployments.common import ModelReplica, in_thread
 from mmserve.config import BatchArgs, DeploymentArgs, Strict
 from mmserve.media import encode_png
 from mmserve.runners.image import ImageArgs, ImageRequest, ImageRunner
 
 
 class ImageDeploymentArgs(Strict):
+    served_name: str = "sd3-medium"
     runner: ImageArgs
     deployment: DeploymentArgs = Field(default_factory=DeploymentArgs)
     batch: BatchArgs = Field(default_factory=BatchArgs)
 
 
 @serve.deployment(name="image")
-class ImageGeneration:
+class ImageGeneration(ModelReplica):
     def __init__(self, args: ImageDeploymentArgs):
-        runner_args = with_resolved_paths(args.runner)
-        self.device = device = prepare_replica(runner_args.device)
-        self.runner = ImageRunner(runner_args.model_copy(update={"device": device}))
+        self.runner = self.load_runner(ImageRunner, args.runner)
         self.generate_batch.set_max_batch_size(args.batch.max_batch_size)
         self.generate_batch.set_batch_wait_timeout_s(args.batch.batch_wait_timeout_s)
 
@@ -40,9 +39,6 @@ class ImageGeneration:
             return [[encode_png(img) for img in images] for images in self.runner.generate(requests)]
 
         return await in_thread(run)
-
-    def check_health(self) -> None:
-        check_device(self.device)
 
 
 def build(args: ImageDeploymentArgs):

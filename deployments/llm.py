@@ -2,44 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import AsyncIterator
 
 from pydantic import Field
 from ray import serve
 
-from deployments.common import check_device, in_thread, prepare_replica, with_resolved_paths
+from deployments.common import ModelReplica, in_thread, iterate_in_thread
 from mmserve.config import DeploymentArgs, Strict
 from mmserve.runners.llm import ChatMessage, ChatResult, GenerationParams, LlmArgs, LlmRunner
 
 
 class LlmDeploymentArgs(Strict):
+    served_name: str = "qwen2.5-7b-instruct"
     runner: LlmArgs
     deployment: DeploymentArgs = Field(default_factory=DeploymentArgs)
 
 
 @serve.deployment(name="llm")
-class ChatLLM:
+class ChatLLM(ModelReplica):
     def __init__(self, args: LlmDeploymentArgs):
-        runner_args = with_resolved_paths(args.runner)
-        self.device = device = prepare_replica(runner_args.device)
-        self.runner = LlmRunner(runner_args.model_copy(update={"device": device}))
+        self.runner = self.load_runner(LlmRunner, args.runner)
 
     async def chat(self, messages: list[ChatMessage], params: GenerationParams) -> ChatResult:
         return await in_thread(self.runner.chat, messages, params)
 
-    async def stream(self, messages: list[ChatMessage], params: GenerationParams) -> AsyncIterator[str]:
-        """Text deltas as tokens are generated (call through `handle.options(stream=True)`)."""
+    async def stream(self, messages: list[ChatMessage], params: GenerationParams) -> AsyncIterator[str | ChatResult]:
+        """Text deltas as tokens are generated, then the ChatResult (`handle.options(stream=True)`)."""
         stream = self.runner.stream(messages, params)
-        done = object()
-        try:
-            while (delta := await asyncio.to_thread(next, stream, done)) is not done:
-                yield delta
-        finally:
-            stream.close()  # the client went away or the stream ended: stop generating
-
-    def check_health(self) -> None:
-        check_device(self.device)
+        async for delta in iterate_in_thread(stream):
+            yield delta
+        yield stream.result  # last item: a ChatResult with token counts and finish reason
 
 
 def build(args: LlmDeploymentArgs):

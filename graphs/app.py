@@ -1,35 +1,47 @@
 """App builder: `serve run serve_config.yaml` validates `args:` into AppArgs and calls build_app.
 
-Which models, their GPU fractions and their scaling all come from these typed args, so moving
-from tiny CPU models to real weights on a GPU cluster is a YAML change.
+Which models are served, their GPU fractions and their scaling all come from these typed args,
+so moving from tiny CPU models to real weights on a GPU cluster is a YAML change. A task left out
+of the YAML is simply not deployed; its routes answer 404 and flows that need it are off.
 """
-
 # No `from __future__ import annotations`: Ray reads build_app's annotation to validate `args`.
+
 from pathlib import Path
 
 import yaml
 from pydantic import Field
 from ray.serve import Application
 
-from deployments import asr, image, llm
+from deployments import asr, image, llm, music, tts, vlm
+from deployments.asr import AsrDeploymentArgs
+from deployments.image import ImageDeploymentArgs
+from deployments.llm import LlmDeploymentArgs
+from deployments.music import MusicDeploymentArgs
+from deployments.tts import TtsDeploymentArgs
+from deployments.vlm import VlmDeploymentArgs
 from graphs.gateway import Gateway, GatewayArgs
 from mmserve.config import Strict
 
+DEPLOYMENT_MODULES = {"asr": asr, "image": image, "llm": llm, "tts": tts, "vlm": vlm, "music": music}
+
 
 class AppArgs(Strict):
-    asr: asr.AsrDeploymentArgs
-    image: image.ImageDeploymentArgs
-    llm: llm.LlmDeploymentArgs
+    asr: AsrDeploymentArgs | None = None
+    image: ImageDeploymentArgs | None = None
+    llm: LlmDeploymentArgs | None = None
+    tts: TtsDeploymentArgs | None = None
+    vlm: VlmDeploymentArgs | None = None
+    music: MusicDeploymentArgs | None = None
     gateway: GatewayArgs = Field(default_factory=GatewayArgs)
+
+    def served(self) -> dict:
+        return {task: getattr(self, task) for task in DEPLOYMENT_MODULES if getattr(self, task) is not None}
 
 
 def build_app(args: AppArgs) -> Application:
-    return Gateway.options(**args.gateway.deployment.serve_options()).bind(
-        args.gateway,
-        asr=asr.build(args.asr),
-        llm=llm.build(args.llm),
-        image=image.build(args.image),
-    )
+    models = {task: (task_args.served_name, DEPLOYMENT_MODULES[task].build(task_args))
+              for task, task_args in args.served().items()}
+    return Gateway.options(**args.gateway.deployment.serve_options()).bind(args.gateway, models)
 
 
 def load_app_args(config_path: str | Path, app_name: str = "mmserve") -> AppArgs:

@@ -1,34 +1,43 @@
 """The HTTP face of mmserve: one FastAPI ingress deployment holding handles to the models.
 
-Media is decoded and limits are checked here, once, so model replicas only see valid arrays.
+Media is decoded and limits are checked here, once, so model replicas only see valid input.
+Every route but /healthz needs an API key when keys are configured.
 """
 # No `from __future__ import annotations` here: FastAPI must resolve route parameter types.
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+import hmac
+import json
+import logging
+import os
+import time
+
+from fastapi import FastAPI, Request
 from pydantic import Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from graphs import routes_openai, routes_pipelines
 from graphs.errors import error_response, install_error_handlers
+from graphs.image_to_speech import ImageToSpeechArgs, ImageToSpeechFlow
+from graphs.services import ServedModel, Services, install, services
 from graphs.speech_to_image import SpeechToImageArgs, SpeechToImageFlow
+from graphs.voice_chat import VoiceChatArgs, VoiceChatFlow
 from mmserve.config import DeploymentArgs, Strict
-from mmserve.errors import PayloadTooLarge
+from mmserve.errors import MMServeError, PayloadTooLarge
 from mmserve.limits import Limits
-from mmserve.media import b64encode, decode_audio
 
+access_log = logging.getLogger("mmserve.access")
 app = FastAPI(title="mmserve", version="0.1.0")
 install_error_handlers(app)
+app.include_router(routes_openai.router)
+app.include_router(routes_pipelines.router)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+OPEN_PATHS = {"/healthz"}
 
 
-@app.middleware("http")
-async def refuse_oversized_bodies(request: Request, call_next):
-    """413 from the Content-Length header alone, before a large body is read and parsed."""
-    limit = getattr(app.state, "max_body_bytes", None)
-    declared = request.headers.get("content-length")
-    if limit and declared and declared.isdigit() and int(declared) > limit:
-        return error_response(PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}"))
-    return await call_next(request)
+class Unauthorized(MMServeError):
+    status_code = 401
+    code = "invalid_api_key"
 
 
 class ImageDefaults(Strict):
@@ -39,65 +48,84 @@ class ImageDefaults(Strict):
 
 
 class GatewayArgs(Strict):
+    api_keys: list[str] = Field(default_factory=list, description="Bearer keys; MMSERVE_API_KEYS adds more")
     limits: Limits = Field(default_factory=Limits)
     image_defaults: ImageDefaults = Field(default_factory=ImageDefaults)
     speech_to_image: SpeechToImageArgs = Field(default_factory=SpeechToImageArgs)
+    voice_chat: VoiceChatArgs = Field(default_factory=VoiceChatArgs)
+    image_to_speech: ImageToSpeechArgs = Field(default_factory=ImageToSpeechArgs)
     deployment: DeploymentArgs = Field(
         default_factory=lambda: DeploymentArgs(num_cpus=0.5, max_ongoing_requests=64, max_queued_requests=256))
 
 
-async def read_upload(upload: UploadFile, limits: Limits, field: str) -> bytes:
-    """The upload's bytes, refused with 413 before reading when its declared size is too large."""
-    if upload.size is not None:
-        limits.check_upload_size(upload.size, field)
-    data = await upload.read()
-    limits.check_upload_size(len(data), field)
-    return data
+def configured_keys(args: GatewayArgs) -> list[str]:
+    from_env = [k.strip() for k in os.environ.get("MMSERVE_API_KEYS", "").split(",") if k.strip()]
+    return [*args.api_keys, *from_env]
+
+
+def authorized(header: str | None, keys: list[str]) -> bool:
+    if not header or not header.startswith("Bearer "):
+        return False
+    given = header.removeprefix("Bearer ").strip().encode()
+    return any(hmac.compare_digest(given, key.encode()) for key in keys)
+
+
+@app.middleware("http")
+async def guard_and_log(request: Request, call_next):
+    """Auth, the body-size limit from Content-Length alone, and one JSON log line per request.
+
+    Serve itself takes `x-request-id` from the request (or makes one) and echoes it back."""
+    start = time.perf_counter()
+    request_id = request.headers.get("x-request-id") or _serve_request_id()
+    response = None
+    try:
+        svc = services()
+        keys, limit = svc.api_keys, svc.max_body_bytes
+        declared = request.headers.get("content-length")
+        path = request.url.path.removeprefix(request.scope.get("root_path", ""))  # under any route_prefix
+        if keys and path not in OPEN_PATHS and not authorized(request.headers.get("authorization"), keys):
+            response = error_response(Unauthorized("missing or invalid API key (Authorization: Bearer <key>)"))
+        elif limit and declared and declared.isdigit() and int(declared) > limit:
+            response = error_response(PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}"))
+        else:
+            response = await call_next(request)
+        return response
+    finally:
+        status = response.status_code if response is not None else 500
+        access_log.info(json.dumps({"request_id": request_id, "method": request.method, "path": request.url.path,
+                                    "status": status, "duration_ms": round((time.perf_counter() - start) * 1000, 2)}))
+
+
+def _serve_request_id() -> str | None:
+    try:
+        from ray.serve.context import _get_serve_request_context
+
+        return _get_serve_request_context().request_id or None
+    except Exception:
+        return None
+
+
+@app.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
 
 
 @serve.deployment(name="gateway")
 @serve.ingress(app)
 class Gateway:
-    def __init__(self, args: GatewayArgs, asr: DeploymentHandle, llm: DeploymentHandle,
-                 image: DeploymentHandle):
-        self.limits = args.limits
-        app.state.max_body_bytes = args.limits.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
-        self.image_defaults = args.image_defaults
-        self.speech_to_image = SpeechToImageFlow(args.speech_to_image, asr=asr, llm=llm, image=image)
-
-    @app.get("/healthz")
-    async def healthz(self) -> dict:
-        return {"status": "ok"}
-
-    @app.post("/v1/pipelines/speech-to-image")
-    async def speech_to_image_route(
-        self,
-        file: UploadFile = File(..., description="speech: WAV, FLAC, OGG or MP3, any rate, mono or stereo"),
-        width: int | None = Form(None),
-        height: int | None = Form(None),
-        steps: int | None = Form(None),
-        guidance: float | None = Form(None),
-        negative_prompt: str = Form(""),
-        seed: int | None = Form(None),
-        n: int = Form(1),
-        rewrite: bool | None = Form(None, description="LLM rewrites the transcript (default from config)"),
-        hotwords: str = Form("", description="comma-separated words the recognizer should favour"),
-    ) -> dict:
-        limits = self.limits
-        width = width or self.image_defaults.width
-        height = height or self.image_defaults.height
-        limits.check_image_options(width=width, height=height, steps=steps, guidance=guidance, n=n)
-        negative_prompt = limits.check_prompt(negative_prompt, "negative_prompt", required=False)
-        audio = decode_audio(await read_upload(file, limits, "file"), max_seconds=limits.max_audio_s)
-        words = [w.strip() for w in hotwords.split(",") if w.strip()] or None
-        image_options = dict(width=width, height=height, num_inference_steps=steps, guidance_scale=guidance,
-                             negative_prompt=negative_prompt, seed=seed, num_images=n)
-        result = await self.speech_to_image.run(audio, image_options, hotwords=words, rewrite=rewrite)
-        return {
-            "transcript": result.transcript,
-            "timestamps": result.timestamps,
-            "audio_duration_s": round(result.audio_duration_s, 3),
-            "prompt": result.prompt,
-            "images": [{"b64_json": b64encode(png), "mime_type": "image/png"} for png in result.images_png],
-            "timings": result.timings,
-        }
+    def __init__(self, args: GatewayArgs, models: dict[str, tuple[str, DeploymentHandle]]):
+        served = {task: ServedModel(task, name, handle) for task, (name, handle) in models.items()}
+        handle = {task: m.handle for task, m in served.items()}
+        flows = {}
+        if {"asr", "image"} <= handle.keys():
+            flows["speech-to-image"] = SpeechToImageFlow(args.speech_to_image, asr=handle["asr"],
+                                                         llm=handle.get("llm"), image=handle["image"])
+        if {"asr", "llm", "tts"} <= handle.keys():
+            flows["voice-chat"] = VoiceChatFlow(args.voice_chat, asr=handle["asr"], llm=handle["llm"],
+                                                tts=handle["tts"])
+        if {"vlm", "tts"} <= handle.keys():
+            flows["image-to-speech"] = ImageToSpeechFlow(args.image_to_speech, vlm=handle["vlm"],
+                                                         tts=handle["tts"], asr=handle.get("asr"))
+        install(Services(limits=args.limits, image_defaults=args.image_defaults, models=served, flows=flows,
+                         api_keys=configured_keys(args),
+                         max_body_bytes=args.limits.max_upload_bytes + MULTIPART_OVERHEAD_BYTES))

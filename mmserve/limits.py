@@ -18,6 +18,7 @@ class Limits(Strict):
     max_steps: int = Field(100, ge=1)
     max_images_per_request: int = Field(4, ge=1)
     max_guidance: float = Field(30.0, ge=0)
+    max_image_pixels: int = Field(4096 * 4096, ge=1, description="uploaded images (VLM input)")
 
     def check_upload_size(self, size: int, field: str) -> None:
         if size > self.max_upload_bytes:

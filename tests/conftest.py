@@ -62,7 +62,7 @@ def ray_cluster(tiny_models):
 
     port = _free_port()
     ray.init(
-        num_cpus=8, num_gpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+        num_cpus=16, num_gpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
         runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                                   "MMSERVE_MODEL_ROOT": str(tiny_models)}},
     )
@@ -76,3 +76,18 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+LOCAL_CONFIG = Path(__file__).parents[1] / "configs" / "local.yaml"
+
+
+@pytest.fixture(scope="session")
+def local_stack(ray_cluster):
+    """configs/local.yaml's whole application (every model, every flow) behind real HTTP."""
+    from ray import serve
+
+    from graphs.app import build_app, load_app_args
+
+    serve.run(build_app(load_app_args(LOCAL_CONFIG)), name="mmserve", route_prefix="/")
+    yield ray_cluster
+    serve.delete("mmserve")

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from ray import serve
 
-from graphs.app import build_app, load_app_args
+from graphs.app import load_app_args
 from tests.helpers import SPEECH_EN, SPEECH_ZH, convert_audio, decode_b64_png, wav_bytes
 
 ROUTE = "/v1/pipelines/speech-to-image"
@@ -19,10 +19,8 @@ LOCAL_CONFIG = Path(__file__).parents[1] / "configs" / "local.yaml"
 
 
 @pytest.fixture(scope="module")
-def base_url(ray_cluster):
-    serve.run(build_app(load_app_args(LOCAL_CONFIG)), name="mmserve", route_prefix="/")
-    yield ray_cluster
-    serve.delete("mmserve")
+def base_url(local_stack):
+    return local_stack
 
 
 def post_flow(base_url: str, audio: bytes, filename: str = "speech.wav", **form) -> httpx.Response:

@@ -1,0 +1,49 @@
+"""Speech synthesis deployment: ChatTTS, whole clips batched, or chunks streamed as decoded."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import numpy as np
+from pydantic import Field
+from ray import serve
+
+from deployments.common import ModelReplica, in_thread, iterate_in_thread
+from mmserve.config import BatchArgs, DeploymentArgs, Strict
+from mmserve.runners.tts import SpeechRequest, TtsArgs, TtsRunner
+
+
+class TtsDeploymentArgs(Strict):
+    served_name: str = "chattts"
+    runner: TtsArgs
+    deployment: DeploymentArgs = Field(default_factory=DeploymentArgs)
+    batch: BatchArgs = Field(default_factory=BatchArgs)
+
+
+@serve.deployment(name="tts")
+class SpeechSynthesis(ModelReplica):
+    def __init__(self, args: TtsDeploymentArgs):
+        self.runner = self.load_runner(TtsRunner, args.runner)
+        self.synthesize_batch.set_max_batch_size(args.batch.max_batch_size)
+        self.synthesize_batch.set_batch_wait_timeout_s(args.batch.batch_wait_timeout_s)
+
+    def sample_rate(self) -> int:
+        return self.runner.sample_rate
+
+    async def synthesize(self, request: SpeechRequest) -> np.ndarray:
+        """Float32 mono at 24 kHz; validated before batching so a bad request fails alone."""
+        self.runner.validate(request)
+        return await self.synthesize_batch(request)
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
+    async def synthesize_batch(self, requests: list[SpeechRequest]) -> list[np.ndarray]:
+        return await in_thread(self.runner.synthesize, requests)
+
+    async def stream(self, request: SpeechRequest) -> AsyncIterator[np.ndarray]:
+        """Chunks leave as soon as ChatTTS decodes them (call with `handle.options(stream=True)`)."""
+        async for chunk in iterate_in_thread(self.runner.stream(request)):
+            yield chunk
+
+
+def build(args: TtsDeploymentArgs):
+    return SpeechSynthesis.options(**args.deployment.serve_options()).bind(args)

@@ -1,0 +1,48 @@
+"""Speaking a whole text through the TTS deployment: cut into pieces, synthesized concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import numpy as np
+from ray.serve.handle import DeploymentHandle
+
+from graphs.clauses import split_text
+from graphs.stages import unwrap
+from mmserve.errors import InvalidInput
+from mmserve.media import b64encode, encode_wav
+from mmserve.runners.tts import SpeechRequest
+
+TTS_SAMPLE_RATE = 24000
+
+
+@dataclass
+class Speech:
+    samples: np.ndarray | None
+    sample_rate: int = TTS_SAMPLE_RATE
+    skipped: list[str] = field(default_factory=list)  # pieces with nothing speakable, reported
+
+    def to_json(self) -> dict:
+        if self.samples is None or not len(self.samples):
+            return {"b64_wav": None, "sample_rate": self.sample_rate, "duration_s": 0.0, "skipped_text": self.skipped}
+        return {"b64_wav": b64encode(encode_wav(self.samples, self.sample_rate)), "sample_rate": self.sample_rate,
+                "duration_s": round(len(self.samples) / self.sample_rate, 3), "skipped_text": self.skipped}
+
+
+async def speak(tts: DeploymentHandle, text: str, *, voice: str | None, max_chars: int = 200) -> Speech:
+    """Pieces go out together, so the TTS deployment batches them; a piece ChatTTS cannot speak
+    (digits or symbols only) is skipped and listed, not an error for the whole answer."""
+    pieces = split_text(text, max_chars=max_chars)
+    responses = [tts.synthesize.remote(SpeechRequest(text=piece, voice=voice)) for piece in pieces]
+    results = await asyncio.gather(*responses, return_exceptions=True)
+    audio, skipped = [], []
+    for piece, result in zip(pieces, results):
+        if isinstance(result, BaseException):
+            cause = unwrap(result)
+            if isinstance(cause, InvalidInput) and cause.field == "input":
+                skipped.append(piece)
+                continue
+            raise result
+        audio.append(result)
+    return Speech(np.concatenate(audio) if audio else None, skipped=skipped)

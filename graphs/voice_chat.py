@@ -1,0 +1,117 @@
+"""Voice chat: speech -> ASR -> LLM (streamed) -> TTS per clause, streamed back as events.
+
+Every clause is sent to TTS the moment the LLM completes it, while the LLM keeps generating, so
+the first audio leaves long before the reply is finished. Events leave in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator
+
+from pydantic import Field
+from ray.serve.handle import DeploymentHandle
+
+from graphs.clauses import ClauseSplitter
+from graphs.stages import run_stage, stage_error, unwrap
+from mmserve.config import Strict
+from mmserve.errors import InvalidInput
+from mmserve.media import Audio, b64encode, encode_wav
+from mmserve.runners.llm import ChatMessage, ChatResult, GenerationParams
+from mmserve.runners.tts import SpeechRequest
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful voice assistant. Answer briefly, in the language of the question."
+
+
+class VoiceChatArgs(Strict):
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.7, ge=0)
+    min_clause_chars: int = Field(4, ge=1)
+    max_clause_chars: int = Field(80, ge=8, description="unpunctuated text is cut here")
+
+
+def ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 2)
+
+
+class VoiceChatFlow:
+    def __init__(self, args: VoiceChatArgs, asr: DeploymentHandle, llm: DeploymentHandle, tts: DeploymentHandle):
+        self.args, self.asr, self.llm, self.tts = args, asr, llm, tts
+
+    async def start(self, audio: Audio, *, voice: str | None = None,
+                    system_prompt: str | None = None) -> AsyncIterator[dict]:
+        """Runs ASR now (so its errors are a plain 4xx), then returns the event stream."""
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+        transcript = await run_stage("asr", self.asr.transcribe.remote(audio.samples, None), timings)
+        if not transcript.text.strip():
+            raise InvalidInput("no speech was recognized in the audio", field="file", stage="asr")
+        messages = [ChatMessage(role="system", content=system_prompt or self.args.system_prompt),
+                    ChatMessage(role="user", content=transcript.text)]
+        return self._events(start, timings, transcript.text, messages, voice)
+
+    async def _events(self, start: float, timings: dict, text: str, messages: list[ChatMessage],
+                      voice: str | None) -> AsyncIterator[dict]:
+        yield {"type": "transcript", "text": text, "timings": dict(timings)}
+        queue: asyncio.Queue = asyncio.Queue()
+        params = GenerationParams(max_new_tokens=self.args.max_new_tokens, temperature=self.args.temperature)
+        producer = asyncio.create_task(self._produce(queue, messages, params, voice, start, timings))
+        index, reply = 0, []
+        try:
+            while True:
+                kind, *payload = await queue.get()
+                if kind == "text":
+                    reply.append(payload[0])
+                    yield {"type": "text", "delta": payload[0]}
+                elif kind == "clause":
+                    clause, response = payload
+                    event = await self._audio_event(index, clause, response)
+                    if event["type"] == "audio" and "first_audio_ms" not in timings:
+                        timings["first_audio_ms"] = ms_since(start)
+                    index += 1
+                    yield event
+                elif kind == "error":
+                    raise payload[0]
+                else:  # end
+                    result: ChatResult | None = payload[0]
+                    timings["total_ms"] = ms_since(start)
+                    yield {"type": "done", "reply": "".join(reply), "timings": timings,
+                           "completion_tokens": result.completion_tokens if result else None}
+                    return
+        finally:
+            producer.cancel()
+
+    async def _produce(self, queue: asyncio.Queue, messages, params, voice, start, timings) -> None:
+        splitter = ClauseSplitter(min_chars=self.args.min_clause_chars, max_chars=self.args.max_clause_chars)
+        result = None
+
+        def send(clauses: list[str]) -> None:
+            for clause in clauses:  # .remote() starts synthesis now, while the LLM goes on
+                queue.put_nowait(("clause", clause, self.tts.synthesize.remote(SpeechRequest(text=clause, voice=voice))))
+
+        try:
+            async for item in self.llm.options(stream=True).stream.remote(messages, params):
+                if isinstance(item, ChatResult):
+                    result = item
+                    continue
+                timings.setdefault("llm_first_token_ms", ms_since(start))
+                queue.put_nowait(("text", item))
+                send(splitter.feed(item))
+            timings["llm_done_ms"] = ms_since(start)
+            send(splitter.flush())
+            queue.put_nowait(("end", result))
+        except Exception as exc:
+            queue.put_nowait(("error", stage_error("llm", exc)))
+
+    async def _audio_event(self, index: int, clause: str, response) -> dict:
+        try:
+            samples = await response
+        except Exception as exc:
+            cause = unwrap(exc)
+            if isinstance(cause, InvalidInput) and cause.field == "input":
+                return {"type": "skipped", "index": index, "text": clause, "reason": cause.message}
+            raise stage_error("tts", exc) from None
+        return {"type": "audio", "index": index, "text": clause, "sample_rate": 24000,
+                "b64_wav": b64encode(encode_wav(samples, 24000))}

@@ -1,0 +1,85 @@
+"""Auth on and off, and fast 503 + Retry-After when a bounded queue overflows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from ray import serve
+
+from graphs.app import AppArgs, build_app, load_app_args
+from graphs.gateway import GatewayArgs, authorized, configured_keys
+from mmserve.config import DeploymentArgs
+from tests.conftest import LOCAL_CONFIG
+
+
+@pytest.fixture(scope="module")
+def keyed_gateway(ray_cluster):
+    """A gateway alone, with a key configured: auth is the gateway's job, no model is needed."""
+    args = AppArgs(gateway=GatewayArgs(api_keys=["sk-test-1"], deployment=DeploymentArgs(num_cpus=0)))
+    serve.run(build_app(args), name="auth", route_prefix="/auth")
+    yield ray_cluster + "/auth"
+    serve.delete("auth")
+
+
+def test_health_is_open_but_everything_else_needs_the_key(keyed_gateway):
+    assert httpx.get(keyed_gateway + "/healthz").status_code == 200
+    missing = httpx.get(keyed_gateway + "/v1/models")
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "invalid_api_key"
+    wrong = httpx.get(keyed_gateway + "/v1/models", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    ok = httpx.get(keyed_gateway + "/v1/models", headers={"Authorization": "Bearer sk-test-1"})
+    assert ok.status_code == 200 and ok.json()["data"] == []
+
+
+def test_unserved_task_is_404_with_the_key(keyed_gateway):
+    resp = httpx.post(keyed_gateway + "/v1/images/generations", json={"prompt": "cat"},
+                      headers={"Authorization": "Bearer sk-test-1"})
+    assert resp.status_code == 404
+
+
+def test_keys_from_config_and_environment(monkeypatch):
+    monkeypatch.setenv("MMSERVE_API_KEYS", "k2, k3")
+    keys = configured_keys(GatewayArgs(api_keys=["k1"]))
+    assert keys == ["k1", "k2", "k3"]
+    assert authorized("Bearer k3", keys) and not authorized("k3", keys) and not authorized(None, keys)
+
+
+@pytest.fixture(scope="module")
+def tight_image_queue(ray_cluster):
+    """The local image model with one request at a time and a queue of one."""
+    args = load_app_args(LOCAL_CONFIG)
+    args = AppArgs(image=args.image, gateway=args.gateway)
+    args.image.deployment = DeploymentArgs(num_cpus=0, max_ongoing_requests=1, max_queued_requests=1)
+    args.image.batch.max_batch_size = 1
+    serve.run(build_app(args), name="tight", route_prefix="/tight")
+    yield ray_cluster + "/tight"
+    serve.delete("tight")
+
+
+def test_overload_answers_503_fast_with_retry_after(tight_image_queue):
+    payload = {"prompt": "a slow picture", "size": "512x512", "num_inference_steps": 40}
+
+    async def burst():
+        async with httpx.AsyncClient(timeout=120) as client:
+            async def one():
+                start = time.perf_counter()
+                resp = await client.post(tight_image_queue + "/v1/images/generations", json=payload)
+                return resp, time.perf_counter() - start
+            return await asyncio.gather(*[one() for _ in range(8)])
+
+    results = asyncio.run(burst())
+    statuses = [r.status_code for r, _ in results]
+    assert 200 in statuses, statuses
+    rejected = [(r, t) for r, t in results if r.status_code == 503]
+    assert rejected, f"no request was shed: {statuses}"
+    slowest_ok = max(t for r, t in results if r.status_code == 200)
+    for resp, elapsed in rejected:
+        assert resp.headers["retry-after"]
+        assert resp.json()["error"]["code"] == "overloaded"
+        assert elapsed < slowest_ok  # shed at once, not after waiting for a slot
+    # the replica is still healthy: the next request succeeds
+    ok = httpx.post(tight_image_queue + "/v1/images/generations", json={"prompt": "cat", "size": "64x64"}, timeout=120)
+    assert ok.status_code == 200
