@@ -6,7 +6,8 @@ import numpy as np
 from pydantic import Field
 from ray import serve
 
-from deployments.common import ModelReplica, in_thread
+from deployments.common import ModelReplica, in_thread, timed
+from mmserve import metrics
 from mmserve.config import BatchArgs, DeploymentArgs, Strict
 from mmserve.runners.asr import AsrArgs, AsrRunner, Transcript
 
@@ -31,7 +32,13 @@ class SpeechRecognition(ModelReplica):
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
     async def transcribe_batch(self, items: list[tuple[np.ndarray, list[str] | None]]) -> list[Transcript]:
-        return await in_thread(self.runner.transcribe_batch, items)
+        results, elapsed = await timed(in_thread(self.runner.transcribe_batch, items))
+        audio_s = sum(len(samples) for samples, _ in items) / 16000
+        metrics.batch_size().observe(len(items))
+        metrics.audio_seconds().inc(audio_s, tags={"task": "asr"})
+        if audio_s > 0:
+            metrics.real_time_factor().observe(elapsed / audio_s, tags={"task": "asr"})
+        return results
 
 
 def build(args: AsrDeploymentArgs):

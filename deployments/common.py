@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
 from pydantic import BaseModel
 
@@ -71,6 +72,25 @@ def check_device(device: str) -> None:
 async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run model work off the replica's event loop so health checks and other requests proceed."""
     return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+
+
+async def timed(call: Awaitable[T]) -> tuple[T, float]:
+    """The call's result and its wall time in seconds."""
+    start = time.perf_counter()
+    result = await call
+    return result, time.perf_counter() - start
+
+
+async def first_item_timer(items: AsyncIterator[T], what: str, task: str) -> AsyncIterator[T]:
+    """Pass a stream through, recording the time to its first item (token or audio chunk)."""
+    from mmserve import metrics
+
+    start, first = time.perf_counter(), True
+    async for item in items:
+        if first:
+            metrics.time_to_first(what).observe((time.perf_counter() - start) * 1000, tags={"task": task})
+            first = False
+        yield item
 
 
 async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:

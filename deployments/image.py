@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from ray import serve
 
-from deployments.common import ModelReplica, in_thread
+from deployments.common import ModelReplica, in_thread, timed
+from mmserve import metrics
 from mmserve.config import BatchArgs, DeploymentArgs, Strict
 from mmserve.media import encode_png
 from mmserve.runners.image import ImageArgs, ImageRequest, ImageRunner
@@ -38,7 +39,12 @@ class ImageGeneration(ModelReplica):
         def run() -> list[list[bytes]]:
             return [[encode_png(img) for img in images] for images in self.runner.generate(requests)]
 
-        return await in_thread(run)
+        results, elapsed = await timed(in_thread(run))
+        made = sum(len(pngs) for pngs in results)
+        metrics.batch_size().observe(len(requests))
+        metrics.images_generated().inc(made)
+        metrics.seconds_per_image().observe(elapsed / max(made, 1))
+        return results
 
 
 def build(args: ImageDeploymentArgs):

@@ -7,7 +7,8 @@ from typing import AsyncIterator
 from pydantic import Field
 from ray import serve
 
-from deployments.common import ModelReplica, in_thread, iterate_in_thread
+from deployments.common import ModelReplica, first_item_timer, in_thread, iterate_in_thread
+from mmserve import metrics
 from mmserve.config import DeploymentArgs, Strict
 from mmserve.runners.llm import ChatMessage, ChatResult, GenerationParams, LlmArgs, LlmRunner
 
@@ -24,13 +25,17 @@ class ChatLLM(ModelReplica):
         self.runner = self.load_runner(LlmRunner, args.runner)
 
     async def chat(self, messages: list[ChatMessage], params: GenerationParams) -> ChatResult:
-        return await in_thread(self.runner.chat, messages, params)
+        result = await in_thread(self.runner.chat, messages, params)
+        metrics.tokens_generated().inc(result.completion_tokens, tags={"task": "llm"})
+        return result
 
     async def stream(self, messages: list[ChatMessage], params: GenerationParams) -> AsyncIterator[str | ChatResult]:
         """Text deltas as tokens are generated, then the ChatResult (`handle.options(stream=True)`)."""
         stream = self.runner.stream(messages, params)
-        async for delta in iterate_in_thread(stream):
+        async for delta in first_item_timer(iterate_in_thread(stream), "token", "llm"):
             yield delta
+        if stream.result is not None:
+            metrics.tokens_generated().inc(stream.result.completion_tokens, tags={"task": "llm"})
         yield stream.result  # last item: a ChatResult with token counts and finish reason
 
 

@@ -8,7 +8,8 @@ import numpy as np
 from pydantic import Field
 from ray import serve
 
-from deployments.common import ModelReplica, in_thread, iterate_in_thread
+from deployments.common import ModelReplica, first_item_timer, in_thread, iterate_in_thread, timed
+from mmserve import metrics
 from mmserve.config import BatchArgs, DeploymentArgs, Strict
 from mmserve.runners.tts import SpeechRequest, TtsArgs, TtsRunner
 
@@ -37,11 +38,17 @@ class SpeechSynthesis(ModelReplica):
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
     async def synthesize_batch(self, requests: list[SpeechRequest]) -> list[np.ndarray]:
-        return await in_thread(self.runner.synthesize, requests)
+        clips, elapsed = await timed(in_thread(self.runner.synthesize, requests))
+        audio_s = sum(len(clip) for clip in clips) / self.runner.sample_rate
+        metrics.batch_size().observe(len(requests))
+        metrics.audio_seconds().inc(audio_s, tags={"task": "tts"})
+        if audio_s > 0:
+            metrics.real_time_factor().observe(elapsed / audio_s, tags={"task": "tts"})
+        return clips
 
     async def stream(self, request: SpeechRequest) -> AsyncIterator[np.ndarray]:
         """Chunks leave as soon as ChatTTS decodes them (call with `handle.options(stream=True)`)."""
-        async for chunk in iterate_in_thread(self.runner.stream(request)):
+        async for chunk in first_item_timer(iterate_in_thread(self.runner.stream(request)), "audio", "tts"):
             yield chunk
 
 

@@ -7,7 +7,8 @@ from typing import AsyncIterator
 from pydantic import Field
 from ray import serve
 
-from deployments.common import ModelReplica, in_thread, iterate_in_thread
+from deployments.common import ModelReplica, first_item_timer, in_thread, iterate_in_thread
+from mmserve import metrics
 from mmserve.config import DeploymentArgs, Strict
 from mmserve.runners.vlm import VlmArgs, VlmRequest, VlmResult, VlmRunner
 
@@ -24,11 +25,13 @@ class VisionLanguage(ModelReplica):
         self.runner = self.load_runner(VlmRunner, args.runner)
 
     async def answer(self, request: VlmRequest) -> VlmResult:
-        return await in_thread(self.runner.answer, request)
+        result = await in_thread(self.runner.answer, request)
+        metrics.tokens_generated().inc(result.completion_tokens, tags={"task": "vlm"})
+        return result
 
     async def stream(self, request: VlmRequest) -> AsyncIterator[str]:
         """Text deltas as tokens are generated (call with `handle.options(stream=True)`)."""
-        async for delta in iterate_in_thread(self.runner.stream(request)):
+        async for delta in first_item_timer(iterate_in_thread(self.runner.stream(request)), "token", "vlm"):
             yield delta
 
 

@@ -22,6 +22,7 @@ from graphs.image_to_speech import ImageToSpeechArgs, ImageToSpeechFlow
 from graphs.services import ServedModel, Services, install, services
 from graphs.speech_to_image import SpeechToImageArgs, SpeechToImageFlow
 from graphs.voice_chat import VoiceChatArgs, VoiceChatFlow
+from mmserve import metrics
 from mmserve.config import DeploymentArgs, Strict
 from mmserve.errors import MMServeError, PayloadTooLarge
 from mmserve.limits import Limits
@@ -92,6 +93,8 @@ async def guard_and_log(request: Request, call_next):
         return response
     finally:
         status = response.status_code if response is not None else 500
+        if reason := metrics.reason_for(status):
+            metrics.rejected_requests().inc(tags={"reason": reason})
         access_log.info(json.dumps({"request_id": request_id, "method": request.method, "path": request.url.path,
                                     "status": status, "duration_ms": round((time.perf_counter() - start) * 1000, 2)}))
 

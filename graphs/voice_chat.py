@@ -15,6 +15,7 @@ from ray.serve.handle import DeploymentHandle
 
 from graphs.clauses import ClauseSplitter
 from graphs.stages import run_stage, stage_error, unwrap
+from mmserve import metrics
 from mmserve.config import Strict
 from mmserve.errors import InvalidInput
 from mmserve.media import Audio, b64encode, encode_wav
@@ -70,6 +71,7 @@ class VoiceChatFlow:
                     event = await self._audio_event(index, clause, response)
                     if event["type"] == "audio" and "first_audio_ms" not in timings:
                         timings["first_audio_ms"] = ms_since(start)
+                        metrics.time_to_first("audio").observe(timings["first_audio_ms"], tags={"task": "voice_chat"})
                     index += 1
                     yield event
                 elif kind == "error":
