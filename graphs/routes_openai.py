@@ -112,6 +112,8 @@ class SpeechBody(Body):
     speed: float = Field(1.0, ge=0.25, le=4.0)
     stream: bool = Field(True, description="wav and pcm leave chunk by chunk as they are synthesized")
     seed: int | None = None
+    speaker_seed: int | None = Field(None, description="a voice by seed instead of a named voice")
+    speaker_embedding: str | None = Field(None, description="ChatTTS's encoded speaker embedding")
 
 
 def chattts_speed(speed: float) -> int:
@@ -134,7 +136,8 @@ def streaming_wav_header(sample_rate: int) -> bytes:
 async def speech(body: SpeechBody, svc: Services = Depends(services)):
     tts = svc.model("tts", body.model)
     text = svc.limits.check_prompt(body.input, "input")
-    request = SpeechRequest(text=text, voice=body.voice, speed=chattts_speed(body.speed), seed=body.seed)
+    request = SpeechRequest(text=text, voice=body.voice, speed=chattts_speed(body.speed), seed=body.seed,
+                            speaker_seed=body.speaker_seed, speaker_embedding=body.speaker_embedding)
     rate = 24000
     if body.stream and body.response_format in ("wav", "pcm"):
         chunks = tts.handle.options(stream=True).stream.remote(request)

@@ -59,6 +59,12 @@ def test_speech_whole_and_streamed(client):
     assert sum(len(c) for c in chunks) % 2 == 0 and sum(len(c) for c in chunks) > 0
 
 
+def test_speech_by_speaker_seed(client):
+    audio = client.audio.speech.create(model="chattts", input="好的。", voice="female_1", response_format="wav",
+                                       extra_body={"stream": False, "speaker_seed": 7, "voice": None})
+    assert sf.info(io.BytesIO(audio.content)).samplerate == 24000
+
+
 @pytest.mark.parametrize("fmt,sf_format", [("mp3", "MP3"), ("flac", "FLAC")])
 def test_speech_encodings(client, fmt, sf_format):
     audio = client.audio.speech.create(model="chattts", input="Hello there.", voice="female_2", response_format=fmt)
@@ -139,6 +145,7 @@ def test_unknown_model_is_404(local_stack):
     ("/v1/audio/speech", {"input": "   "}, "input"),
     ("/v1/audio/speech", {"input": "x" * 5000}, "input"),
     ("/v1/audio/speech", {"input": "hello", "voice": "nobody"}, "voice"),
+    ("/v1/audio/speech", {"input": "hello", "speaker_embedding": "not-an-embedding"}, "speaker_embedding"),
     ("/v1/audio/music", {"prompt": "piano", "duration_s": 999}, "duration_s"),
 ])
 def test_bad_fields_are_400_naming_the_field(local_stack, path, payload, param):

@@ -1,0 +1,62 @@
+"""A load step makes replicas rise, and fall back once it stops, with no failed request."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+from ray import serve
+
+from graphs.app import AppArgs, build_app, load_app_args
+from mmserve.config import AutoscalingArgs, BatchArgs, DeploymentArgs
+from tests.conftest import LOCAL_CONFIG
+
+APP = "autoscale"
+
+
+def running_replicas() -> int:
+    deployment = serve.status().applications[APP].deployments["image"]
+    return deployment.replica_states.get("RUNNING", 0)
+
+
+def test_replicas_follow_a_load_step(ray_cluster):
+    local = load_app_args(LOCAL_CONFIG)
+    image = local.image.model_copy(deep=True)
+    image.batch = BatchArgs(max_batch_size=1)
+    image.deployment = DeploymentArgs(
+        num_cpus=0, max_ongoing_requests=2, max_queued_requests=-1,
+        autoscaling=AutoscalingArgs(min_replicas=1, max_replicas=2, target_ongoing_requests=1,
+                                    upscale_delay_s=1, downscale_delay_s=4, look_back_period_s=2))
+    serve.run(build_app(AppArgs(image=image, gateway=local.gateway)), name=APP, route_prefix="/" + APP)
+    url = f"{ray_cluster}/{APP}/v1/images/generations"
+    payload = {"prompt": "load step", "size": "256x256", "num_inference_steps": 20}
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def user():
+        with httpx.Client(timeout=120) as client:
+            while not stop.is_set():
+                statuses.append(client.post(url, json=payload).status_code)
+
+    try:
+        assert running_replicas() == 1
+        users = [threading.Thread(target=user) for _ in range(6)]
+        for t in users:
+            t.start()
+        peak, deadline = 1, time.monotonic() + 120
+        while time.monotonic() < deadline and peak < 2:
+            peak = max(peak, running_replicas())
+            time.sleep(1)
+        stop.set()
+        for t in users:
+            t.join()
+        assert peak == 2, "replicas did not rise under load"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and running_replicas() > 1:
+            time.sleep(1)
+        assert running_replicas() == 1, "replicas did not fall back after the load stopped"
+        assert statuses and set(statuses) == {200}, f"failed requests during scaling: {set(statuses)}"
+    finally:
+        stop.set()
+        serve.delete(APP)
