@@ -219,22 +219,16 @@ async def images(body: ImageBody, svc: Services = Depends(services)) -> dict:
 
 
 # ---------------------------------------------------------------- music
-class MusicBody(Body):
+class MusicBody(MusicRequest):
+    model_config = ConfigDict(extra="ignore")
     model: str | None = None
-    prompt: str
-    negative_prompt: str = ""
-    duration_s: float = 10.0
-    steps: int | None = None
-    guidance_scale: float | None = None
-    seed: int | None = None
 
 
 @router.post("/audio/music")
 async def music(body: MusicBody, svc: Services = Depends(services)) -> Response:
     served = svc.model("music", body.model)
     prompt = svc.limits.check_prompt(body.prompt, "prompt")
-    request = MusicRequest(prompt=prompt, negative_prompt=body.negative_prompt, duration_s=body.duration_s,
-                           steps=body.steps, guidance_scale=body.guidance_scale, seed=body.seed)
+    request = MusicRequest(**body.model_dump(exclude={"model"}) | {"prompt": prompt})
     try:
         wav = await served.handle.generate_wav.remote(request)
     except Exception as exc:

@@ -7,12 +7,10 @@ encoders with projection, a T5 encoder, flow-matching scheduler), so 1024x1024 r
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
 
-import sentencepiece as spm
 import torch
 from diffusers import (
     AutoencoderKL,
@@ -26,8 +24,9 @@ from transformers import (
     CLIPTokenizer,
     T5Config,
     T5EncoderModel,
-    T5TokenizerFast,
 )
+
+from mmserve.tiny.tokenizers import build_t5_tokenizer
 
 CLIP_DIM = 32  # hidden size and projection size of each CLIP encoder
 T5_DIM = 64  # = transformer joint_attention_dim; must be >= 2 * CLIP_DIM (pipeline pads CLIP to it)
@@ -64,27 +63,6 @@ def _clip_tokenizer(path: Path, pad_token: str) -> CLIPTokenizer:
     return CLIPTokenizer.from_pretrained(path, model_max_length=77, pad_token=pad_token)
 
 
-def _t5_tokenizer(path: Path) -> T5TokenizerFast:
-    """A 200-piece sentencepiece unigram model trained in memory, with T5's special-id layout."""
-    path.mkdir(parents=True, exist_ok=True)
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(list(_CORPUS) * 20),
-        model_writer=model,
-        vocab_size=200,
-        model_type="unigram",
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        character_coverage=1.0,
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    (path / "spiece.model").write_bytes(model.getvalue())
-    return T5TokenizerFast.from_pretrained(path, extra_ids=0)
-
-
 def _clip_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModelWithProjection:
     config = CLIPTextConfig(
         vocab_size=len(tokenizer),
@@ -112,7 +90,7 @@ def build(out_dir: Path) -> Path:
     # SD3's first CLIP pads with <|endoftext|>, the second (bigG) with "!"; mirror that.
     tokenizer = _clip_tokenizer(scratch / "clip_l", pad_token="<|endoftext|>")
     tokenizer_2 = _clip_tokenizer(scratch / "clip_g", pad_token="!")
-    tokenizer_3 = _t5_tokenizer(scratch / "t5")
+    tokenizer_3 = build_t5_tokenizer(scratch / "t5", list(_CORPUS) * 20)
 
     text_encoder_3 = T5EncoderModel(
         T5Config(

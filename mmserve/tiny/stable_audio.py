@@ -9,10 +9,8 @@ stereo 16 kHz audio.
 
 from __future__ import annotations
 
-import io
 import pathlib
 
-import sentencepiece as spm
 import torch
 from diffusers import (
     AutoencoderOobleck,
@@ -21,7 +19,9 @@ from diffusers import (
     StableAudioPipeline,
     StableAudioProjectionModel,
 )
-from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+from transformers import T5Config, T5EncoderModel
+
+from mmserve.tiny.tokenizers import build_t5_tokenizer
 
 SAMPLE_RATE = 16000
 DOWNSAMPLING = [2, 4, 8, 8]  # hop 512 samples per latent frame
@@ -54,36 +54,11 @@ _CORPUS = [
 ]
 
 
-def _tokenizer(folder: pathlib.Path) -> T5TokenizerFast:
-    """A T5 tokenizer from a sentencepiece unigram model trained here (the real one is a download).
-
-    spiece.model stays in the folder, as in real T5 tokenizer folders; the pipeline's save adds
-    tokenizer.json next to it.
-    """
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_CORPUS),
-        model_writer=model,
-        model_type="unigram",
-        vocab_size=200,
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "spiece.model").write_bytes(model.getvalue())
-    # T5TokenizerFast(vocab_file=...) ignores the file in transformers 5.x; from_pretrained reads it.
-    return T5TokenizerFast.from_pretrained(folder, extra_ids=0, model_max_length=128)
-
-
 def build(out_dir: pathlib.Path) -> pathlib.Path:
     """Write a complete StableAudioPipeline folder into out_dir and return it."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = _tokenizer(out_dir / "tokenizer")
+    tokenizer = build_t5_tokenizer(out_dir / "tokenizer", _CORPUS, model_max_length=128)
 
     torch.manual_seed(0)
     text_encoder = T5EncoderModel(

@@ -121,3 +121,23 @@ def build_chatml_tokenizer(
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out_dir)
     return tokenizer
+
+
+def build_t5_tokenizer(folder: Path, corpus, *, vocab_size: int = 200, **kwargs):
+    """A T5 tokenizer from a sentencepiece unigram model trained in memory (T5's id layout:
+    pad 0, eos 1, unk 2, no bos). spiece.model stays in `folder`, as in real T5 folders.
+
+    `T5TokenizerFast(vocab_file=...)` ignores the file in transformers 5.x; from_pretrained reads it.
+    """
+    import io
+
+    import sentencepiece as spm
+    from transformers import T5TokenizerFast
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(corpus)), model_writer=model, model_type="unigram", vocab_size=vocab_size,
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0, hard_vocab_limit=False, minloglevel=2)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spiece.model").write_bytes(model.getvalue())
+    return T5TokenizerFast.from_pretrained(folder, extra_ids=0, **kwargs)
