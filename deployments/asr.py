@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 from ray import serve
 
-from deployments.common import ModelReplica, in_thread, timed
+from deployments.common import BatchedReplica, in_thread, timed
 from mmserve import metrics
 from mmserve.config import BatchArgs, DeploymentArgs, Strict
 from mmserve.runners.asr import AsrArgs, AsrRunner, Transcript
@@ -20,11 +20,12 @@ class AsrDeploymentArgs(Strict):
 
 
 @serve.deployment(name="asr")
-class SpeechRecognition(ModelReplica):
+class SpeechRecognition(BatchedReplica):
+    batched_method = "transcribe_batch"
+
     def __init__(self, args: AsrDeploymentArgs):
         self.runner = self.load_runner(AsrRunner, args.runner)
-        self.transcribe_batch.set_max_batch_size(args.batch.max_batch_size)
-        self.transcribe_batch.set_batch_wait_timeout_s(args.batch.batch_wait_timeout_s)
+        self.apply_batching(args.batch)
 
     async def transcribe(self, samples: np.ndarray, hotwords: list[str] | None = None) -> Transcript:
         """16 kHz mono float32 in (decoded at the gateway), transcript out."""

@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
 from pydantic import BaseModel
 
-from mmserve.config import resolve_model_path
+from mmserve.config import BatchArgs, resolve_model_path
 from mmserve.devices import cap_gpu_memory, resolve_device
 
 log = logging.getLogger("ray.serve")
@@ -41,6 +41,24 @@ class ModelReplica:
 
     def check_health(self) -> None:
         check_device(self.device)
+
+
+class BatchedReplica(ModelReplica):
+    """A model deployment with one `@serve.batch` method, named by `batched_method`.
+
+    Batch size and wait come from the YAML's `batch:` at start-up and can be changed at run time,
+    without restarting replicas, through the deployment's `user_config` (-> `reconfigure`).
+    """
+
+    batched_method: str = ""
+
+    def apply_batching(self, batch: BatchArgs) -> None:
+        method = getattr(self, self.batched_method)
+        method.set_max_batch_size(batch.max_batch_size)
+        method.set_batch_wait_timeout_s(batch.batch_wait_timeout_s)
+
+    def reconfigure(self, user_config: dict) -> None:
+        self.apply_batching(BatchArgs.model_validate(user_config.get("batch", user_config)))
 
 
 def prepare_replica(device: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from ray import serve
 
-from deployments.common import ModelReplica, in_thread, timed
+from deployments.common import BatchedReplica, in_thread, timed
 from mmserve import metrics
 from mmserve.config import BatchArgs, DeploymentArgs, Strict
 from mmserve.media import encode_png
@@ -20,11 +20,12 @@ class ImageDeploymentArgs(Strict):
 
 
 @serve.deployment(name="image")
-class ImageGeneration(ModelReplica):
+class ImageGeneration(BatchedReplica):
+    batched_method = "generate_batch"
+
     def __init__(self, args: ImageDeploymentArgs):
         self.runner = self.load_runner(ImageRunner, args.runner)
-        self.generate_batch.set_max_batch_size(args.batch.max_batch_size)
-        self.generate_batch.set_batch_wait_timeout_s(args.batch.batch_wait_timeout_s)
+        self.apply_batching(args.batch)
 
     async def generate(self, request: ImageRequest) -> list[bytes]:
         """PNG bytes, one per requested image; encoded here so only bytes cross the network.

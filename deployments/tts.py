@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import Field
 from ray import serve
 
-from deployments.common import ModelReplica, first_item_timer, in_thread, iterate_in_thread, timed
+from deployments.common import BatchedReplica, first_item_timer, in_thread, iterate_in_thread, timed
 from mmserve import metrics
 from mmserve.config import BatchArgs, DeploymentArgs, Strict
 from mmserve.runners.tts import SpeechRequest, TtsArgs, TtsRunner
@@ -22,11 +22,12 @@ class TtsDeploymentArgs(Strict):
 
 
 @serve.deployment(name="tts")
-class SpeechSynthesis(ModelReplica):
+class SpeechSynthesis(BatchedReplica):
+    batched_method = "synthesize_batch"
+
     def __init__(self, args: TtsDeploymentArgs):
         self.runner = self.load_runner(TtsRunner, args.runner)
-        self.synthesize_batch.set_max_batch_size(args.batch.max_batch_size)
-        self.synthesize_batch.set_batch_wait_timeout_s(args.batch.batch_wait_timeout_s)
+        self.apply_batching(args.batch)
 
     def sample_rate(self) -> int:
         return self.runner.sample_rate

@@ -1,0 +1,31 @@
+"""Deployment plumbing that needs no cluster: runtime batch knobs, model path resolution."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from deployments.asr import SpeechRecognition
+from deployments.common import with_resolved_paths
+from deployments.image import ImageGeneration
+from deployments.tts import SpeechSynthesis
+from mmserve.runners.asr import AsrArgs
+
+
+@pytest.mark.parametrize("deployment", [SpeechRecognition, ImageGeneration, SpeechSynthesis])
+def test_reconfigure_changes_batching_at_run_time(deployment):
+    replica = deployment.func_or_class.__new__(deployment.func_or_class)
+    replica.reconfigure({"batch": {"max_batch_size": 7, "batch_wait_timeout_s": 0.2}})
+    method = getattr(replica, replica.batched_method)
+    assert method._get_max_batch_size() == 7
+    assert method._get_batch_wait_timeout_s() == 0.2
+    with pytest.raises(ValidationError):
+        replica.reconfigure({"max_batch_size": 0})
+
+
+def test_relative_model_folders_resolve_against_the_model_root(tmp_path, monkeypatch):
+    (tmp_path / "funasr" / "vad").mkdir(parents=True)
+    monkeypatch.setenv("MMSERVE_MODEL_ROOT", str(tmp_path))
+    args = with_resolved_paths(AsrArgs(model="iic/some-hub-id", vad_model="funasr/vad"))
+    assert args.model == "iic/some-hub-id"  # not a folder here: passed on as a hub id
+    assert args.vad_model == str(tmp_path / "funasr" / "vad")
