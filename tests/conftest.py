@@ -63,7 +63,7 @@ def ray_cluster(tiny_models):
     port = _free_port()
     os.environ["MMSERVE_TEST_METRICS_PORT"] = str(metrics_port := _free_port())
     ray.init(
-        num_cpus=16, num_gpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+        num_cpus=16, num_gpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
         _metrics_export_port=metrics_port,
         runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                                   "MMSERVE_MODEL_ROOT": str(tiny_models)}},
