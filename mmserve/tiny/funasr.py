@@ -61,8 +61,16 @@ def _punc_tokens() -> list[str]:
     return ["<blank>", "<s>", "</s>", *chars, *words, "<unk>"]
 
 
-def _seaco_config(vocab_size: int) -> dict:
-    d = 64
+# Paraformer-large's dimensions (~220M parameters in the real model), for benchmarks that need
+# real-size compute with random weights: encoder 50 x 512 (2048 FFN), decoder 16 x 512.
+LARGE = {"d": 512, "encoder_units": 2048, "encoder_blocks": 50, "decoder_units": 2048, "decoder_blocks": 16,
+         "seaco_units": 2048, "seaco_blocks": 2}
+TINY = {"d": 64, "encoder_units": 128, "encoder_blocks": 2, "decoder_units": 128, "decoder_blocks": 2,
+        "seaco_units": 64, "seaco_blocks": 1}
+
+
+def _seaco_config(vocab_size: int, dims: dict = TINY) -> dict:
+    d = dims["d"]
     sanm_decoder = {
         "attention_heads": 4,
         "dropout_rate": 0.1,
@@ -92,8 +100,8 @@ def _seaco_config(vocab_size: int) -> dict:
         "encoder_conf": {
             "output_size": d,
             "attention_heads": 4,
-            "linear_units": 128,
-            "num_blocks": 2,
+            "linear_units": dims["encoder_units"],
+            "num_blocks": dims["encoder_blocks"],
             "dropout_rate": 0.1,
             "positional_dropout_rate": 0.1,
             "attention_dropout_rate": 0.1,
@@ -105,12 +113,13 @@ def _seaco_config(vocab_size: int) -> dict:
             "selfattention_layer_type": "sanm",
         },
         "decoder": "ParaformerSANMDecoder",
-        "decoder_conf": {**sanm_decoder, "linear_units": 128, "num_blocks": 2, "att_layer_num": 2, "kernel_size": 11},
+        "decoder_conf": {**sanm_decoder, "linear_units": dims["decoder_units"], "num_blocks": dims["decoder_blocks"],
+                         "att_layer_num": dims["decoder_blocks"], "kernel_size": 11},
         "seaco_decoder": "ParaformerSANMDecoder",
         "seaco_decoder_conf": {
             **sanm_decoder,
-            "linear_units": 64,
-            "num_blocks": 1,
+            "linear_units": dims["seaco_units"],
+            "num_blocks": dims["seaco_blocks"],
             "kernel_size": 21,
             "use_output_layer": False,
             "wo_input_layer": True,
@@ -264,8 +273,12 @@ def _write_folder(folder: Path, cfg: dict, metas: dict, task: str, tweak=None) -
     torch.save(model.state_dict(), folder / "model.pt")
 
 
-def build(out_dir: Path) -> Path:
-    """Write `paraformer/`, `vad/` and `punc/` under out_dir and return out_dir."""
+def build(out_dir: Path, *, size: str = "tiny") -> Path:
+    """Write `paraformer/`, `vad/` and `punc/` under out_dir and return out_dir.
+
+    size="large" gives the recognizer Paraformer-large's dimensions (benchmarks); VAD and
+    punctuation stay tiny either way.
+    """
     out_dir = Path(out_dir)
     torch.manual_seed(0)
     with contextlib.redirect_stdout(io.StringIO()):  # funasr prints an ffmpeg notice on import
@@ -280,7 +293,7 @@ def build(out_dir: Path) -> Path:
     _write_cmvn(asr / "am.mvn", 80 * 7)
     _write_folder(
         asr,
-        _seaco_config(len(tokens)),
+        _seaco_config(len(tokens), LARGE if size == "large" else TINY),
         {
             "tokenizer_conf": {"token_list": "tokens.json", "seg_dict_file": "seg_dict"},
             "frontend_conf": {"cmvn_file": "am.mvn"},

@@ -1,0 +1,198 @@
+"""Serving overhead: each flow over HTTP vs the same runners called in one process, same inputs.
+
+    python scripts/bench_overhead.py [--pairs 40] [--out docs/bench/overhead.json]
+
+Starts a local Ray cluster, serves (a) the speech -> text -> image flow on the tiny models and
+(b) transcription alone on a Paraformer-large-sized recognizer (random weights, 10 s of audio),
+loads the same runners in this process, and alternates in-process calls and HTTP requests
+(one at a time) so that machine noise hits both alike. Reports p50/p99 of each and the
+overhead per hop = (HTTP - in-process) / hops, where a hop is one deployment the request passes
+through (gateway + the model deployments it calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from deployments.common import with_resolved_paths  # noqa: E402
+from graphs.app import AppArgs, build_app, load_app_args  # noqa: E402
+from graphs.speech_to_image import REWRITE_SYSTEM_PROMPT  # noqa: E402
+from mmserve.config import BatchArgs  # noqa: E402
+from mmserve.media import b64encode, decode_audio, encode_png, encode_wav  # noqa: E402
+from mmserve.runners.asr import AsrRunner  # noqa: E402
+from mmserve.runners.image import ImageRequest, ImageRunner  # noqa: E402
+from mmserve.runners.llm import ChatMessage, GenerationParams, LlmRunner  # noqa: E402
+from mmserve.tiny import funasr as tiny_funasr  # noqa: E402
+from mmserve.tiny.catalog import build_all  # noqa: E402
+
+SPEECH = ROOT / "tests" / "data" / "speech_zh.wav"
+IMAGE_OPTIONS = {"width": 128, "height": 128, "seed": 0}
+
+
+def percentiles(values: list[float]) -> dict:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]  # noqa: E731
+    return {"p50": round(statistics.median(ordered), 2), "p99": round(pick(0.99), 2),
+            "mean": round(statistics.fmean(ordered), 2), "n": len(ordered)}
+
+
+def timed_ms(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class InProcessFlow:
+    """What the gateway and the three deployments do for one request, without Ray or HTTP."""
+
+    def __init__(self, args: AppArgs):
+        self.asr = AsrRunner(with_resolved_paths(args.asr.runner))
+        self.llm = LlmRunner(with_resolved_paths(args.llm.runner))
+        self.image = ImageRunner(with_resolved_paths(args.image.runner))
+        self.rewrite = args.gateway.speech_to_image
+
+    def __call__(self, audio_bytes: bytes) -> dict:
+        audio = decode_audio(audio_bytes)
+        transcript = self.asr.transcribe(audio.samples)
+        messages = [ChatMessage(role="system", content=REWRITE_SYSTEM_PROMPT),
+                    ChatMessage(role="user", content=transcript.text)]
+        params = GenerationParams(max_new_tokens=self.rewrite.rewrite_max_new_tokens,
+                                  temperature=self.rewrite.rewrite_temperature)
+        prompt = " ".join(self.llm.chat(messages, params).text.split()) or transcript.text
+        request = ImageRequest(prompt=prompt, **IMAGE_OPTIONS)
+        images = self.image.generate([request])[0]
+        return {"transcript": transcript.text, "prompt": prompt, "images": [b64encode(encode_png(i)) for i in images]}
+
+
+def ten_seconds_of_speech() -> bytes:
+    audio = decode_audio(SPEECH.read_bytes())
+    reps = int(np.ceil(10 * audio.sample_rate / len(audio.samples)))
+    return encode_wav(np.tile(audio.samples, reps)[: 10 * audio.sample_rate], audio.sample_rate)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=40, help="in-process/HTTP pairs per case")
+    parser.add_argument("--models", type=Path, default=None, help="tiny model root (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "overhead.json")
+    opts = parser.parse_args()
+
+    import ray
+    from ray import serve
+
+    models = opts.models or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
+    build_all(models, ["funasr", "sd3", "qwen"])
+    if not (models / "funasr_large" / "paraformer" / "model.pt").exists():
+        tiny_funasr.build(models / "funasr_large", size="large")
+    os.environ["MMSERVE_MODEL_ROOT"] = str(models)
+    torch.set_num_threads(1)  # replicas with num_cpus < 1 get OMP_NUM_THREADS=1 from Ray: same here
+
+    local = load_app_args(ROOT / "configs" / "local.yaml")
+    batched_args = AppArgs(asr=local.asr, llm=local.llm, image=local.image, gateway=local.gateway)
+    # Transport overhead alone: a lone request under @serve.batch waits batch_wait_timeout_s for
+    # company, a latency/throughput policy measured separately (the "batch_wait" case).
+    flow_args = batched_args.model_copy(deep=True)
+    flow_args.asr.batch = flow_args.image.batch = BatchArgs(max_batch_size=1)
+    large_asr = flow_args.asr.model_copy(deep=True)
+    large_asr.runner = large_asr.runner.model_copy(update={
+        "model": "funasr_large/paraformer", "vad_model": "funasr_large/vad", "punc_model": "funasr_large/punc"})
+    large_args = AppArgs(asr=large_asr, gateway=local.gateway)
+
+    port = free_port()
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
+             runtime_env={"env_vars": {"MMSERVE_MODEL_ROOT": str(models), "HF_HUB_OFFLINE": "1"}})
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(flow_args), name="flow", route_prefix="/flow")
+    serve.run(build_app(batched_args), name="batched", route_prefix="/batched")
+    serve.run(build_app(large_args), name="large", route_prefix="/large")
+    base = f"http://127.0.0.1:{port}"
+
+    flow = InProcessFlow(flow_args)
+    large = AsrRunner(with_resolved_paths(large_asr.runner))
+    speech, long_speech = SPEECH.read_bytes(), ten_seconds_of_speech()
+    client = httpx.Client(timeout=300)
+
+    def http_flow(prefix: str):
+        files = {"file": ("speech.wav", speech, "audio/wav")}
+        data = {k: str(v) for k, v in IMAGE_OPTIONS.items()}
+        client.post(f"{base}/{prefix}/v1/pipelines/speech-to-image", files=files, data=data).raise_for_status()
+
+    def http_large():
+        files = {"file": ("speech.wav", long_speech, "audio/wav")}
+        client.post(base + "/large/v1/audio/transcriptions", files=files).raise_for_status()
+
+    cases = {
+        "speech_to_image_tiny": {"hops": 4, "inproc": lambda: flow(speech), "http": lambda: http_flow("flow")},
+        "speech_to_image_tiny_with_batch_wait": {
+            "hops": 4, "inproc": lambda: flow(speech), "http": lambda: http_flow("batched"),
+            "note": "configs/local.yaml as is: ASR and SD3 wait up to 50 ms each for a batch to fill"},
+        "transcription_paraformer_large_10s": {
+            "hops": 2, "inproc": lambda: large.transcribe(decode_audio(long_speech).samples), "http": http_large},
+    }
+    for case in cases.values():  # warm-up: first calls compile kernels and fill caches on both sides
+        for _ in range(2):
+            case["inproc"](), case["http"]()
+    # Paired and alternating: each HTTP request follows its in-process twin, so slow drifts in
+    # machine load (2 shared cores) hit both sides of a pair alike; the overhead is the median
+    # of the paired differences.
+    samples = {name: {"inproc": [], "http": []} for name in cases}
+    load_before = os.getloadavg()
+    for _ in range(opts.pairs):
+        for name, case in cases.items():
+            samples[name]["inproc"].append(timed_ms(case["inproc"]))
+            samples[name]["http"].append(timed_ms(case["http"]))
+    load_after = os.getloadavg()
+
+    results = {}
+    for name, case in cases.items():
+        inproc, http = samples[name]["inproc"], samples[name]["http"]
+        diffs = [h - i for h, i in zip(http, inproc)]
+        results[name] = {
+            "hops": case["hops"], "note": case.get("note", "@serve.batch max_batch_size 1 (no batch wait)"),
+            "in_process_ms": percentiles(inproc), "http_ms": percentiles(http),
+            "paired_overhead_ms": percentiles(diffs),
+            "overhead_per_hop_ms": {q: round(v / case["hops"], 2) for q, v in percentiles(diffs).items() if q != "n"},
+            "http_over_in_process_p50": round(statistics.median(http) / statistics.median(inproc), 4),
+        }
+    report = {
+        "command": "python scripts/bench_overhead.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "loadavg_before": load_before, "loadavg_after": load_after},
+        "versions": {"ray": ray.__version__, "torch": torch.__version__},
+        "results": results,
+    }
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(results, indent=2))
+    serve.shutdown()
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
