@@ -24,7 +24,7 @@ class SpeechRecognition(BatchedReplica):
     batched_method = "transcribe_batch"
 
     def __init__(self, args: AsrDeploymentArgs):
-        self.runner = self.load_runner(AsrRunner, args.runner)
+        self.runner = self.load_runner(AsrRunner, args.runner, warmup=args.deployment.warmup)
         self.apply_batching(args.batch)
 
     async def transcribe(self, samples: np.ndarray, hotwords: list[str] | None = None) -> Transcript:

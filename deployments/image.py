@@ -24,7 +24,7 @@ class ImageGeneration(BatchedReplica):
     batched_method = "generate_batch"
 
     def __init__(self, args: ImageDeploymentArgs):
-        self.runner = self.load_runner(ImageRunner, args.runner)
+        self.runner = self.load_runner(ImageRunner, args.runner, warmup=args.deployment.warmup)
         self.apply_batching(args.batch)
 
     async def generate(self, request: ImageRequest) -> list[bytes]:

@@ -22,7 +22,7 @@ class LlmDeploymentArgs(Strict):
 @serve.deployment(name="llm")
 class ChatLLM(ModelReplica):
     def __init__(self, args: LlmDeploymentArgs):
-        self.runner = self.load_runner(LlmRunner, args.runner)
+        self.runner = self.load_runner(LlmRunner, args.runner, warmup=args.deployment.warmup)
 
     async def chat(self, messages: list[ChatMessage], params: GenerationParams) -> ChatResult:
         result = await in_thread(self.runner.chat, messages, params)

@@ -20,7 +20,7 @@ class MusicDeploymentArgs(Strict):
 @serve.deployment(name="music")
 class MusicGeneration(ModelReplica):
     def __init__(self, args: MusicDeploymentArgs):
-        self.runner = self.load_runner(MusicRunner, args.runner)
+        self.runner = self.load_runner(MusicRunner, args.runner, warmup=args.deployment.warmup)
 
     async def generate_wav(self, request: MusicRequest) -> bytes:
         """WAV bytes (the model's channels and rate); encoded here so only bytes cross the network."""

@@ -26,7 +26,7 @@ class SpeechSynthesis(BatchedReplica):
     batched_method = "synthesize_batch"
 
     def __init__(self, args: TtsDeploymentArgs):
-        self.runner = self.load_runner(TtsRunner, args.runner)
+        self.runner = self.load_runner(TtsRunner, args.runner, warmup=args.deployment.warmup)
         self.apply_batching(args.batch)
 
     def sample_rate(self) -> int:

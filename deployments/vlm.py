@@ -22,7 +22,7 @@ class VlmDeploymentArgs(Strict):
 @serve.deployment(name="vlm")
 class VisionLanguage(ModelReplica):
     def __init__(self, args: VlmDeploymentArgs):
-        self.runner = self.load_runner(VlmRunner, args.runner)
+        self.runner = self.load_runner(VlmRunner, args.runner, warmup=args.deployment.warmup)
 
     async def answer(self, request: VlmRequest) -> VlmResult:
         result = await in_thread(self.runner.answer, request)

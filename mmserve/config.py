@@ -47,6 +47,9 @@ class DeploymentArgs(Strict):
     health_check_period_s: float = Field(10.0, gt=0)
     health_check_timeout_s: float = Field(30.0, gt=0)
     graceful_shutdown_timeout_s: float = Field(20.0, ge=0)
+    warmup: bool = Field(
+        True, description="run one small request while the replica starts, so no user request pays for "
+        "lazy initialisation (kernels, caches, JIT); the replica takes traffic only after it")
 
     def serve_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {

@@ -1,6 +1,6 @@
 """@serve.batch on vs off: throughput and latency against concurrency, and where it saturates.
 
-    python scripts/bench_batching.py [--levels 1,2,4,8,16] [--duration 15] [--warmup 3]
+    python scripts/bench_batching.py [--levels 1,2,4,8,16,32] [--duration 15] [--warmup 3]
 
 Serves the tiny SD3 and ChatTTS models twice on one local Ray cluster, one replica each: once
 with batching (max_batch_size 4) and once without (max_batch_size 1), and drives each with the
@@ -33,14 +33,15 @@ import torch  # noqa: E402
 from deployments.common import with_resolved_paths  # noqa: E402
 from graphs.app import AppArgs, build_app, load_app_args  # noqa: E402
 from mmserve.config import BatchArgs, DeploymentArgs  # noqa: E402
+from mmserve.media import encode_png  # noqa: E402
 from mmserve.runners.image import ImageRequest, ImageRunner  # noqa: E402
 from mmserve.runners.tts import SpeechRequest, TtsRunner  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
+from scripts.loadtest.payloads import Payloads  # noqa: E402
 
 OUT = ROOT / "docs" / "bench"
 ROUTES = {"images": "image", "speech-whole": "tts"}  # load-tool route -> deployment
 IMAGE_SIZE, IMAGE_STEPS = "128x128", 8
-SPEECH_TEXT = "你好，欢迎使用。"
 
 
 def free_port() -> int:
@@ -60,14 +61,21 @@ def app_args(batch_size: int) -> AppArgs:
 
 
 def in_process_rps(args: AppArgs, seconds: float = 15.0) -> dict[str, float]:
-    """One request at a time through the runner itself: the per-replica baseline."""
+    """One request at a time through the runner itself, on the load tool's own payloads (cycled
+    in the same order) and doing the replica's work (SD3 encodes PNGs): the per-replica baseline."""
     image = ImageRunner(with_resolved_paths(args.image.runner))
     tts = TtsRunner(with_resolved_paths(args.tts.runner))
+    payloads = Payloads()
     width, height = (int(v) for v in IMAGE_SIZE.split("x"))
+
+    def make_image(i: int) -> list[bytes]:
+        request = ImageRequest(prompt=payloads.prompts[i % len(payloads.prompts)], width=width, height=height,
+                               num_inference_steps=IMAGE_STEPS, seed=i)
+        return [encode_png(img) for img in image.generate([request])[0]]
+
     calls = {
-        "images": lambda i: image.generate([ImageRequest(prompt="a cat", width=width, height=height,
-                                                          num_inference_steps=IMAGE_STEPS, seed=i)]),
-        "speech-whole": lambda i: tts.synthesize([SpeechRequest(text=SPEECH_TEXT)]),
+        "images": make_image,
+        "speech-whole": lambda i: tts.synthesize([SpeechRequest(text=payloads.speech_text[i % len(payloads.speech_text)])]),
     }
     result = {}
     for route, call in calls.items():
@@ -82,7 +90,7 @@ def in_process_rps(args: AppArgs, seconds: float = 15.0) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--levels", default="1,2,4,8,16")
+    parser.add_argument("--levels", default="1,2,4,8,16,32")
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--models", type=Path, default=None, help="tiny model root (default: a temp dir)")

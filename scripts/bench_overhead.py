@@ -13,6 +13,7 @@ through (gateway + the model deployments it calls).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -55,6 +56,18 @@ def percentiles(values: list[float]) -> dict:
             "mean": round(statistics.fmean(ordered), 2), "n": len(ordered)}
 
 
+def breakdown(inproc_stages: list[dict], http_timings: list[dict], http_ms: list[float]) -> dict:
+    """Where a flow's overhead goes, from paired requests: each stage as the gateway timed it
+    (handle call: transport + the replica's queue and model work) minus the same stage in process,
+    and the rest of the HTTP time outside the flow (client <-> proxy <-> gateway, upload parsing,
+    base64 + JSON of the reply) minus the audio decoding both sides do."""
+    out = {f"{stage}_stage_minus_in_process": round(statistics.median(
+        t[f"{stage}_ms"] - s[stage] for s, t in zip(inproc_stages, http_timings)), 2) for stage in ("asr", "rewrite", "image")}
+    out["outside_the_flow"] = round(statistics.median(
+        h - t["total_ms"] - s["decode"] for h, t, s in zip(http_ms, http_timings, inproc_stages)), 2)
+    return out
+
+
 def timed_ms(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -77,16 +90,54 @@ class InProcessFlow:
         self.rewrite = args.gateway.speech_to_image
 
     def __call__(self, audio_bytes: bytes) -> dict:
+        """The flow's result; `self.stages` keeps each stage's wall time (ms) for the breakdown."""
+        start = time.perf_counter()
         audio = decode_audio(audio_bytes)
+        decoded = time.perf_counter()
         transcript = self.asr.transcribe(audio.samples)
+        asr_done = time.perf_counter()
         messages = [ChatMessage(role="system", content=REWRITE_SYSTEM_PROMPT),
                     ChatMessage(role="user", content=transcript.text)]
         params = GenerationParams(max_new_tokens=self.rewrite.rewrite_max_new_tokens,
                                   temperature=self.rewrite.rewrite_temperature)
         prompt = " ".join(self.llm.chat(messages, params).text.split()) or transcript.text
+        rewrite_done = time.perf_counter()
         request = ImageRequest(prompt=prompt, **IMAGE_OPTIONS)
-        images = self.image.generate([request])[0]
-        return {"transcript": transcript.text, "prompt": prompt, "images": [b64encode(encode_png(i)) for i in images]}
+        pngs = [encode_png(i) for i in self.image.generate([request])[0]]
+        image_done = time.perf_counter()
+        self.stages = {"decode": (decoded - start) * 1000, "asr": (asr_done - decoded) * 1000, "rewrite": (rewrite_done - asr_done) * 1000,
+                       "image": (image_done - rewrite_done) * 1000}
+        return {"transcript": transcript.text, "prompt": prompt, "images": [b64encode(png) for png in pngs]}
+
+
+def noop_chain_app():
+    """Ray Serve's own floor on this machine: the flow's shape (HTTP -> FastAPI ingress parsing the
+    same upload -> three deployments called in turn with the decoded audio), with no model work."""
+    from fastapi import FastAPI, Request
+    from ray import serve
+
+    api = FastAPI()
+
+    @serve.deployment(name="noop")
+    class NoOp:
+        async def __call__(self, samples: np.ndarray) -> int:
+            return await asyncio.to_thread(len, samples)
+
+    @serve.deployment(name="noop_ingress")
+    @serve.ingress(api)
+    class NoOpIngress:
+        def __init__(self, *handles):
+            self.handles = handles
+
+        @api.post("/chain")
+        async def chain(self, request: Request) -> dict:
+            form = await request.form()
+            audio = decode_audio(await form["file"].read())
+            for handle in self.handles:
+                await handle.remote(audio.samples)
+            return {"ok": True}
+
+    return NoOpIngress.bind(*(NoOp.options(name=f"noop_{i}").bind() for i in range(3)))
 
 
 def ten_seconds_of_speech() -> bytes:
@@ -130,6 +181,7 @@ def main() -> None:
     serve.run(build_app(flow_args), name="flow", route_prefix="/flow")
     serve.run(build_app(batched_args), name="batched", route_prefix="/batched")
     serve.run(build_app(large_args), name="large", route_prefix="/large")
+    serve.run(noop_chain_app(), name="noop", route_prefix="/noop")
     base = f"http://127.0.0.1:{port}"
 
     flow = InProcessFlow(flow_args)
@@ -137,10 +189,17 @@ def main() -> None:
     speech, long_speech = SPEECH.read_bytes(), ten_seconds_of_speech()
     client = httpx.Client(timeout=300)
 
+    http_stages: dict[str, list[dict]] = {"flow": [], "batched": []}
+
     def http_flow(prefix: str):
         files = {"file": ("speech.wav", speech, "audio/wav")}
         data = {k: str(v) for k, v in IMAGE_OPTIONS.items()}
-        client.post(f"{base}/{prefix}/v1/pipelines/speech-to-image", files=files, data=data).raise_for_status()
+        response = client.post(f"{base}/{prefix}/v1/pipelines/speech-to-image", files=files, data=data)
+        response.raise_for_status()
+        http_stages[prefix].append(response.json()["timings"])
+
+    def http_noop():
+        client.post(f"{base}/noop/chain", files={"file": ("speech.wav", speech, "audio/wav")}).raise_for_status()
 
     def http_large():
         files = {"file": ("speech.wav", long_speech, "audio/wav")}
@@ -153,6 +212,9 @@ def main() -> None:
             "note": "configs/local.yaml as is: ASR and SD3 wait up to 50 ms each for a batch to fill"},
         "transcription_paraformer_large_10s": {
             "hops": 2, "inproc": lambda: large.transcribe(decode_audio(long_speech).samples), "http": http_large},
+        "ray_serve_floor_no_models": {
+            "hops": 4, "inproc": lambda: None, "http": http_noop,
+            "note": "the flow's shape with no-op deployments: what Ray Serve itself costs on this machine"},
     }
     for case in cases.values():  # warm-up: first calls compile kernels and fill caches on both sides
         for _ in range(2):
@@ -160,11 +222,15 @@ def main() -> None:
     # Paired and alternating: each HTTP request follows its in-process twin, so slow drifts in
     # machine load (2 shared cores) hit both sides of a pair alike; the overhead is the median
     # of the paired differences.
-    samples = {name: {"inproc": [], "http": []} for name in cases}
+    samples = {name: {"inproc": [], "http": [], "inproc_stages": []} for name in cases}
+    for stages in http_stages.values():
+        stages.clear()
     load_before = os.getloadavg()
     for _ in range(opts.pairs):
         for name, case in cases.items():
             samples[name]["inproc"].append(timed_ms(case["inproc"]))
+            if name.startswith("speech_to_image"):
+                samples[name]["inproc_stages"].append(dict(flow.stages))
             samples[name]["http"].append(timed_ms(case["http"]))
     load_after = os.getloadavg()
 
@@ -177,8 +243,12 @@ def main() -> None:
             "in_process_ms": percentiles(inproc), "http_ms": percentiles(http),
             "paired_overhead_ms": percentiles(diffs),
             "overhead_per_hop_ms": {q: round(v / case["hops"], 2) for q, v in percentiles(diffs).items() if q != "n"},
-            "http_over_in_process_p50": round(statistics.median(http) / statistics.median(inproc), 4),
+            "http_over_in_process_p50": round(statistics.median(http) / statistics.median(inproc), 4)
+            if statistics.median(inproc) > 0 else None,
         }
+        prefix = {"speech_to_image_tiny": "flow", "speech_to_image_tiny_with_batch_wait": "batched"}.get(name)
+        if prefix:
+            results[name]["breakdown_p50_ms"] = breakdown(samples[name]["inproc_stages"], http_stages[prefix], http)
     report = {
         "command": "python scripts/bench_overhead.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from pydantic import ValidationError
 
 from deployments.asr import SpeechRecognition
-from deployments.common import with_resolved_paths
+from deployments.common import ModelReplica, with_resolved_paths
 from deployments.image import ImageGeneration
 from deployments.tts import SpeechSynthesis
+from mmserve.config import DeploymentArgs
 from mmserve.runners.asr import AsrArgs
 
 
@@ -29,3 +32,29 @@ def test_relative_model_folders_resolve_against_the_model_root(tmp_path, monkeyp
     args = with_resolved_paths(AsrArgs(model="iic/some-hub-id", vad_model="funasr/vad"))
     assert args.model == "iic/some-hub-id"  # not a folder here: passed on as a hub id
     assert args.vad_model == str(tmp_path / "funasr" / "vad")
+
+
+class _RecordingRunner:
+    """Plumbing probe: records what the replica base class does with a runner."""
+
+    def __init__(self, args):
+        self.args, self.warmups = args, 0
+
+    def warmup(self):
+        self.warmups += 1
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_replicas_warm_their_runner_before_taking_traffic(warmup):
+    runner = ModelReplica().load_runner(_RecordingRunner, AsrArgs(model="iic/x", device="cpu"), warmup=warmup)
+    assert runner.warmups == (1 if warmup else 0)
+    assert runner.args.device == "cpu"
+    assert gc.get_freeze_count() > 0  # start-up objects are out of the collector's way
+    gc.unfreeze()
+
+
+def test_warmup_is_on_by_default_and_not_a_ray_option():
+    args = DeploymentArgs()
+    assert args.warmup is True
+    assert "warmup" not in args.serve_options()
+    assert "warmup" not in args.serve_options()["ray_actor_options"]

@@ -104,6 +104,12 @@ class AsrRunner:
         checked = [self._check(samples, SAMPLE_RATE, hotwords) for samples, hotwords in items]
         return [self._run(wav, hotword) for wav, hotword in checked]
 
+    def warmup(self) -> None:
+        """Two seconds of quiet noise through VAD, recognizer and punctuation: FunASR's first
+        generate() is several times slower than the rest (lazy set-up, first kernel calls)."""
+        noise = np.random.default_rng(0).normal(0.0, 0.01, 2 * SAMPLE_RATE).astype(np.float32)
+        self._run(noise, None)
+
     def _check(self, samples, sample_rate: int, hotwords: list[str] | None) -> tuple[np.ndarray, str | None]:
         if sample_rate != SAMPLE_RATE:
             raise InvalidInput(f"sample_rate must be {SAMPLE_RATE}, got {sample_rate}", field="sample_rate")

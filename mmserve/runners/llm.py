@@ -142,6 +142,10 @@ class LlmRunner:
             return _LmdeployStream(self, messages, params, max_new)
         return _TransformersStream(self, prompt_ids, params, max_new)
 
+    def warmup(self) -> None:
+        """One short greedy reply, so the first request does not pay for lazy set-up."""
+        self.chat([ChatMessage(role="user", content="hi")], GenerationParams(max_new_tokens=2, temperature=0.0))
+
     def close(self) -> None:
         """Stop the lmdeploy engine (nothing to release for transformers)."""
         if self.pipe is not None:

@@ -184,6 +184,10 @@ class TtsRunner:
         finally:
             chat_log.setLevel(level)
 
+    def warmup(self) -> None:
+        """One short sentence through GPT and decoder (the first call builds caches and kernels)."""
+        self.synthesize([SpeechRequest(text="你好。", seed=0)])
+
     def _seed_speaker(self, seed: int) -> str:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

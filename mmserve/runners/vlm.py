@@ -275,6 +275,12 @@ class VlmRunner:
         """Text deltas as they are generated; validation errors raise here, not on first ``next``."""
         return self.backend.stream(self._validate(req))
 
+    def warmup(self) -> None:
+        """One short answer about a small image (vision tower and language model both run once)."""
+        image = Image.new("RGB", (64, 64), (128, 96, 64))
+        images = [image] if self.args.max_images else []
+        self.answer(VlmRequest(question="What colour is this?", images=images, max_new_tokens=2))
+
     def close(self) -> None:
         self.backend.close()
 
