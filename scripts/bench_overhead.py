@@ -129,13 +129,15 @@ def noop_chain_app():
         def __init__(self, *handles):
             self.handles = handles
 
-        @api.post("/chain")
-        async def chain(self, request: Request) -> dict:
+        async def chain(self, request):
             form = await request.form()
             audio = decode_audio(await form["file"].read())
             for handle in self.handles:
                 await handle.remote(audio.samples)
             return {"ok": True}
+
+        chain.__annotations__["request"] = Request  # a class, not a string: FastAPI must see it in the replica
+        api.post("/chain")(chain)
 
     return NoOpIngress.bind(*(NoOp.options(name=f"noop_{i}").bind() for i in range(3)))
 
@@ -178,25 +180,20 @@ def main() -> None:
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
              runtime_env={"env_vars": {"MMSERVE_MODEL_ROOT": str(models), "HF_HUB_OFFLINE": "1"}})
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(flow_args), name="flow", route_prefix="/flow")
-    serve.run(build_app(batched_args), name="batched", route_prefix="/batched")
-    serve.run(build_app(large_args), name="large", route_prefix="/large")
-    serve.run(noop_chain_app(), name="noop", route_prefix="/noop")
     base = f"http://127.0.0.1:{port}"
 
     flow = InProcessFlow(flow_args)
     large = AsrRunner(with_resolved_paths(large_asr.runner))
     speech, long_speech = SPEECH.read_bytes(), ten_seconds_of_speech()
     client = httpx.Client(timeout=300)
-
-    http_stages: dict[str, list[dict]] = {"flow": [], "batched": []}
+    http_stages: list[dict] = []  # the flow's own per-stage timings, from each HTTP reply
 
     def http_flow(prefix: str):
         files = {"file": ("speech.wav", speech, "audio/wav")}
         data = {k: str(v) for k, v in IMAGE_OPTIONS.items()}
         response = client.post(f"{base}/{prefix}/v1/pipelines/speech-to-image", files=files, data=data)
         response.raise_for_status()
-        http_stages[prefix].append(response.json()["timings"])
+        http_stages.append(response.json()["timings"])
 
     def http_noop():
         client.post(f"{base}/noop/chain", files={"file": ("speech.wav", speech, "audio/wav")}).raise_for_status()
@@ -206,33 +203,37 @@ def main() -> None:
         client.post(base + "/large/v1/audio/transcriptions", files=files).raise_for_status()
 
     cases = {
-        "speech_to_image_tiny": {"hops": 4, "inproc": lambda: flow(speech), "http": lambda: http_flow("flow")},
+        "speech_to_image_tiny": {"hops": 4, "app": lambda: build_app(flow_args), "prefix": "flow",
+                                 "inproc": lambda: flow(speech), "http": lambda: http_flow("flow")},
         "speech_to_image_tiny_with_batch_wait": {
-            "hops": 4, "inproc": lambda: flow(speech), "http": lambda: http_flow("batched"),
+            "hops": 4, "app": lambda: build_app(batched_args), "prefix": "batched",
+            "inproc": lambda: flow(speech), "http": lambda: http_flow("batched"),
             "note": "configs/local.yaml as is: ASR and SD3 wait up to 50 ms each for a batch to fill"},
         "transcription_paraformer_large_10s": {
-            "hops": 2, "inproc": lambda: large.transcribe(decode_audio(long_speech).samples), "http": http_large},
+            "hops": 2, "app": lambda: build_app(large_args), "prefix": "large",
+            "inproc": lambda: large.transcribe(decode_audio(long_speech).samples), "http": http_large},
         "ray_serve_floor_no_models": {
-            "hops": 4, "inproc": lambda: None, "http": http_noop,
+            "hops": 4, "app": noop_chain_app, "prefix": "noop", "inproc": lambda: None, "http": http_noop,
+            "floor": True,
             "note": "the flow's shape with no-op deployments: what Ray Serve itself costs on this machine"},
     }
-    for case in cases.values():  # warm-up: first calls compile kernels and fill caches on both sides
-        for _ in range(2):
+    # One application at a time (idle replicas of the others would share the 2 cores), and within
+    # it paired and alternating: each HTTP request follows its in-process twin, so slow drifts in
+    # machine load hit both sides of a pair alike; the overhead is the median of paired differences.
+    samples = {}
+    for name, case in cases.items():
+        serve.run(case["app"](), name=case["prefix"], route_prefix="/" + case["prefix"])
+        for _ in range(2):  # warm-up: first calls compile kernels and fill caches on both sides
             case["inproc"](), case["http"]()
-    # Paired and alternating: each HTTP request follows its in-process twin, so slow drifts in
-    # machine load (2 shared cores) hit both sides of a pair alike; the overhead is the median
-    # of the paired differences.
-    samples = {name: {"inproc": [], "http": [], "inproc_stages": []} for name in cases}
-    for stages in http_stages.values():
-        stages.clear()
-    load_before = os.getloadavg()
-    for _ in range(opts.pairs):
-        for name, case in cases.items():
-            samples[name]["inproc"].append(timed_ms(case["inproc"]))
+        http_stages.clear()
+        run = samples[name] = {"inproc": [], "http": [], "inproc_stages": [], "loadavg_before": os.getloadavg()}
+        for _ in range(opts.pairs):
+            run["inproc"].append(timed_ms(case["inproc"]))
             if name.startswith("speech_to_image"):
-                samples[name]["inproc_stages"].append(dict(flow.stages))
-            samples[name]["http"].append(timed_ms(case["http"]))
-    load_after = os.getloadavg()
+                run["inproc_stages"].append(dict(flow.stages))
+            run["http"].append(timed_ms(case["http"]))
+        run["http_stages"], run["loadavg_after"] = list(http_stages), os.getloadavg()
+        serve.delete(case["prefix"])
 
     results = {}
     for name, case in cases.items():
@@ -243,17 +244,16 @@ def main() -> None:
             "in_process_ms": percentiles(inproc), "http_ms": percentiles(http),
             "paired_overhead_ms": percentiles(diffs),
             "overhead_per_hop_ms": {q: round(v / case["hops"], 2) for q, v in percentiles(diffs).items() if q != "n"},
-            "http_over_in_process_p50": round(statistics.median(http) / statistics.median(inproc), 4)
-            if statistics.median(inproc) > 0 else None,
+            "http_over_in_process_p50": None if case.get("floor") else
+            round(statistics.median(http) / statistics.median(inproc), 4),
+            "loadavg": [samples[name]["loadavg_before"][0], samples[name]["loadavg_after"][0]],
         }
-        prefix = {"speech_to_image_tiny": "flow", "speech_to_image_tiny_with_batch_wait": "batched"}.get(name)
-        if prefix:
-            results[name]["breakdown_p50_ms"] = breakdown(samples[name]["inproc_stages"], http_stages[prefix], http)
+        if samples[name]["http_stages"]:
+            results[name]["breakdown_p50_ms"] = breakdown(samples[name]["inproc_stages"], samples[name]["http_stages"], http)
     report = {
         "command": "python scripts/bench_overhead.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "loadavg_before": load_before, "loadavg_after": load_after},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "versions": {"ray": ray.__version__, "torch": torch.__version__},
         "results": results,
     }
