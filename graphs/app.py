@@ -39,7 +39,8 @@ class AppArgs(Strict):
 
 
 def build_app(args: AppArgs) -> Application:
-    models = {task: (task_args.served_name, DEPLOYMENT_MODULES[task].build(task_args))
+    models = {task: (task_args.served_name, DEPLOYMENT_MODULES[task].build(task_args),
+                     task_args.deployment.always_on)
               for task, task_args in args.served().items()}
     return Gateway.options(**args.gateway.deployment.serve_options()).bind(args.gateway, models)
 

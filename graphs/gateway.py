@@ -1,10 +1,11 @@
 """The HTTP face of mmserve: one FastAPI ingress deployment holding handles to the models.
 
 Media is decoded and limits are checked here, once, so model replicas only see valid input.
-Every route but /healthz needs an API key when keys are configured.
+Every route but /healthz and /readyz needs an API key when keys are configured.
 """
 # No `from __future__ import annotations` here: FastAPI must resolve route parameter types.
 
+import asyncio
 import hmac
 import json
 import logging
@@ -12,6 +13,7 @@ import os
 import time
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from pydantic import Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -20,7 +22,7 @@ from starlette.datastructures import Headers
 from graphs import routes_openai, routes_pipelines
 from graphs.errors import error_response, install_error_handlers
 from graphs.image_to_speech import ImageToSpeechArgs, ImageToSpeechFlow
-from graphs.services import ServedModel, Services, install, services
+from graphs.services import ServedModel, Services, install, services, waiting_for
 from graphs.speech_to_image import SpeechToImageArgs, SpeechToImageFlow
 from graphs.voice_chat import VoiceChatArgs, VoiceChatFlow
 from mmserve import metrics
@@ -34,7 +36,7 @@ install_error_handlers(app)
 app.include_router(routes_openai.router)
 app.include_router(routes_pipelines.router)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
-OPEN_PATHS = {"/healthz"}
+OPEN_PATHS = {"/healthz", "/readyz"}
 
 
 class Unauthorized(MMServeError):
@@ -137,14 +139,40 @@ def _serve_request_id() -> str | None:
 
 @app.get("/healthz")
 async def healthz() -> dict:
+    """Liveness: the gateway answers. Says nothing about the models (see /readyz)."""
     return {"status": "ok"}
+
+
+@app.get("/readyz")
+async def readyz() -> JSONResponse:
+    """Readiness for load balancers and scripts: 200 once every always-on model has a running
+    (loaded and warmed-up) replica, else 503 naming the ones still starting. Read from Serve's
+    controller, not by calling the models, so a busy model is not mistaken for a missing one and
+    a model that scales to zero is not woken by the probe."""
+    svc = services()
+    try:
+        running = await asyncio.to_thread(running_replicas)
+    except Exception as exc:  # controller unreachable: not ready, and say why
+        return JSONResponse({"status": "unknown", "error": f"{type(exc).__name__}: {exc}"[:300]}, status_code=503)
+    waiting = waiting_for(svc.models, running)
+    body = {"status": "starting" if waiting else "ready", "waiting_for": waiting,
+            "running_replicas": {task: running.get(task, 0) for task in svc.models}}
+    return JSONResponse(body, status_code=503 if waiting else 200)
+
+
+def running_replicas() -> dict[str, int]:
+    """RUNNING replicas per deployment of this gateway's application (Serve's controller status)."""
+    app_name = serve.get_replica_context().app_name
+    deployments = serve.status().applications[app_name].deployments
+    return {name: status.replica_states.get("RUNNING", 0) for name, status in deployments.items()}
 
 
 @serve.deployment(name="gateway")
 @serve.ingress(app)
 class Gateway:
-    def __init__(self, args: GatewayArgs, models: dict[str, tuple[str, DeploymentHandle]]):
-        served = {task: ServedModel(task, name, handle) for task, (name, handle) in models.items()}
+    def __init__(self, args: GatewayArgs, models: dict[str, tuple[str, DeploymentHandle, bool]]):
+        """`models`: task -> (served name, handle, always on)."""
+        served = {task: ServedModel(task, *spec) for task, spec in models.items()}
         handle = {task: m.handle for task, m in served.items()}
         flows = {}
         if {"asr", "image"} <= handle.keys():

@@ -22,6 +22,12 @@ class ServedModel:
     task: str
     name: str
     handle: DeploymentHandle
+    always_on: bool = True  # False: may scale to zero, so readiness does not wait for it
+
+
+def waiting_for(models: dict[str, ServedModel], running: dict[str, int]) -> list[str]:
+    """Always-on models with no RUNNING replica yet (a replica runs once loaded and warmed up)."""
+    return sorted(task for task, m in models.items() if m.always_on and running.get(task, 0) < 1)
 
 
 @dataclass

@@ -51,6 +51,11 @@ class DeploymentArgs(Strict):
         True, description="run one small request while the replica starts, so no user request pays for "
         "lazy initialisation (kernels, caches, JIT); the replica takes traffic only after it")
 
+    @property
+    def always_on(self) -> bool:
+        """At least one replica whenever the app runs (not scaled to zero)."""
+        return self.autoscaling.min_replicas > 0 if self.autoscaling is not None else self.num_replicas > 0
+
     def serve_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {
             "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},

@@ -21,7 +21,7 @@ def wait_until_ready(url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+            if httpx.get(url + "/readyz", timeout=5).status_code == 200:  # every model loaded and warm
                 return
         except httpx.HTTPError:
             pass

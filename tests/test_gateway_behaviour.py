@@ -26,6 +26,8 @@ def keyed_gateway(ray_cluster):
 
 def test_health_is_open_but_everything_else_needs_the_key(keyed_gateway):
     assert httpx.get(keyed_gateway + "/healthz").status_code == 200
+    ready = httpx.get(keyed_gateway + "/readyz", timeout=30)  # no model to wait for
+    assert ready.status_code == 200 and ready.json()["waiting_for"] == []
     missing = httpx.get(keyed_gateway + "/v1/models")
     assert missing.status_code == 401 and missing.json()["error"]["code"] == "invalid_api_key"
     wrong = httpx.get(keyed_gateway + "/v1/models", headers={"Authorization": "Bearer nope"})
@@ -83,3 +85,14 @@ def test_overload_answers_503_fast_with_retry_after(tight_image_queue):
     # the replica is still healthy: the next request succeeds
     ok = httpx.post(tight_image_queue + "/v1/images/generations", json={"prompt": "cat", "size": "64x64"}, timeout=120)
     assert ok.status_code == 200
+
+
+def test_readiness_waits_only_for_always_on_models():
+    from graphs.services import ServedModel, waiting_for
+
+    models = {"asr": ServedModel("asr", "paraformer", None), "music": ServedModel("music", "sa", None, False)}
+    assert waiting_for(models, {"asr": 0, "music": 0}) == ["asr"]  # music may sit at zero replicas
+    assert waiting_for(models, {"asr": 1}) == []
+    assert DeploymentArgs(num_replicas=0).always_on is False
+    scale_to_zero = DeploymentArgs.model_validate({"autoscaling": {"min_replicas": 0, "max_replicas": 2}})
+    assert scale_to_zero.always_on is False and DeploymentArgs().always_on is True

@@ -204,3 +204,12 @@ def test_sse_chat_format_on_the_wire(local_stack):
 
 def test_a_request_id_is_made_when_none_is_sent(local_stack):
     assert httpx.get(local_stack + "/healthz", timeout=30).headers["x-request-id"]
+
+
+def test_ready_once_every_model_runs(local_stack):
+    resp = httpx.get(local_stack + "/readyz", timeout=30)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["status"] == "ready" and body["waiting_for"] == []
+    assert set(body["running_replicas"]) == {"asr", "image", "llm", "tts", "vlm", "music"}
+    assert all(n >= 1 for n in body["running_replicas"].values())
