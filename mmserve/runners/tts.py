@@ -169,7 +169,6 @@ class TtsRunner:
         # Seeds are sampled on CPU so a named voice is the same timbre on every device.
         self._speaker = Speaker(self.chat.config.gpt.hidden_size, self.chat.config.spk_stat)
         self._voices = {name: self._seed_speaker(seed) for name, seed in args.voices.items()}
-        self._warm_normalizer()
         # ChatTTS keeps per-call state on the Chat (interrupt flag, seeded sampling generator):
         # one infer step at a time. Generation state itself lives in each call's generator.
         self._lock = threading.Lock()
@@ -185,7 +184,9 @@ class TtsRunner:
             chat_log.setLevel(level)
 
     def warmup(self) -> None:
-        """One short sentence through GPT and decoder (the first call builds caches and kernels)."""
+        """The text normalizer, then one short sentence through GPT and decoder: the first call
+        of each compiles numba helpers and builds caches and kernels (seconds)."""
+        self._warm_normalizer()
         self.synthesize([SpeechRequest(text="你好。", seed=0)])
 
     def _seed_speaker(self, seed: int) -> str:

@@ -296,25 +296,23 @@ def send_describe_aloud(call: Call) -> Outcome:
     if call.options.voice:
         form["voice"] = call.options.voice
     resp = call.request("POST", "/v1/pipelines/describe-aloud", files=image_file(call), data=form)
-
-    def check(r):
-        body = r.json()
-        require(isinstance(body["description"], str), "no description")
-        return {"audio_s": spoken_reply_seconds(body)}
-
-    return finish(resp, check)
+    return finish(resp, spoken_reply("description"))
 
 
 def send_spoken_question(call: Call) -> Outcome:
     files, _ = audio_file(call)
     resp = call.request("POST", "/v1/pipelines/spoken-question", files={**files, **image_file(call)})
+    return finish(resp, spoken_reply("answer"))
 
-    def check(r):
-        body = r.json()
-        require(isinstance(body["answer"], str), "no answer")
+
+def spoken_reply(text_field: str) -> Callable[[requests.Response], dict]:
+    """Check of a describe-aloud / spoken-question reply: its text is a string; figure: seconds spoken."""
+    def check(resp: requests.Response) -> dict:
+        body = resp.json()
+        require(isinstance(body[text_field], str), f"no {text_field}")
         return {"audio_s": spoken_reply_seconds(body)}
 
-    return finish(resp, check)
+    return check
 
 
 def send_voice_chat(call: Call) -> Outcome:
