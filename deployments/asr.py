@@ -1,45 +1,53 @@
-"""Speech recognition deployment: FunASR Paraformer + VAD + punctuation, dynamically batched."""
+"""Speech recognition deployment: FunASR Paraformer + VAD + punctuation.
+
+Not dynamically batched: FunASR decodes the inputs of one call one after another (its own batching
+is over the VAD segments of one input, by `batch_size_s`), so `@serve.batch` would only add its
+wait, and one request's bad hotwords would fail the requests batched with it.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 from ray import serve
 
-from deployments.common import BatchedReplica, in_thread, timed
+from deployments.common import ModelReplica, in_thread, timed
 from mmserve import metrics
-from mmserve.config import BatchArgs, DeploymentArgs, Strict
-from mmserve.runners.asr import AsrArgs, AsrRunner, Transcript
+from mmserve.config import DeploymentArgs, Strict
+from mmserve.runners.asr import SAMPLE_RATE, AsrArgs, AsrRunner, Transcript
 
 
 class AsrDeploymentArgs(Strict):
     served_name: str = "paraformer"
     runner: AsrArgs
     deployment: DeploymentArgs = Field(default_factory=DeploymentArgs)
-    batch: BatchArgs = Field(default_factory=BatchArgs)
+
+    @model_validator(mode="after")
+    def _threads_fit_the_cpus(self) -> "AsrDeploymentArgs":
+        # FunASR sets torch's thread count for the whole process: more threads than the replica's
+        # CPUs oversubscribe the node and slow every replica beside it.
+        cpus = max(1, math.ceil(self.deployment.num_cpus))
+        if self.runner.ncpu > cpus:
+            raise ValueError(f"runner.ncpu={self.runner.ncpu} is more than the replica's num_cpus "
+                             f"({self.deployment.num_cpus}); set ncpu <= {cpus}")
+        return self
 
 
 @serve.deployment(name="asr")
-class SpeechRecognition(BatchedReplica):
-    batched_method = "transcribe_batch"
-
+class SpeechRecognition(ModelReplica):
     def __init__(self, args: AsrDeploymentArgs):
         self.runner = self.load_runner(AsrRunner, args.runner, warmup=args.deployment.warmup)
-        self.apply_batching(args.batch)
 
     async def transcribe(self, samples: np.ndarray, hotwords: list[str] | None = None) -> Transcript:
-        """16 kHz mono float32 in (decoded at the gateway), transcript out."""
-        return await self.transcribe_batch((samples, hotwords))
-
-    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
-    async def transcribe_batch(self, items: list[tuple[np.ndarray, list[str] | None]]) -> list[Transcript]:
-        results, elapsed = await timed(in_thread(self.runner.transcribe_batch, items))
-        audio_s = sum(len(samples) for samples, _ in items) / 16000
-        metrics.batch_size().observe(len(items))
-        metrics.audio_seconds().inc(audio_s, tags={"task": "asr"})
-        if audio_s > 0:
-            metrics.real_time_factor().observe(elapsed / audio_s, tags={"task": "asr"})
-        return results
+        """16 kHz mono float32 in (decoded at the gateway), transcript out; checked before any work."""
+        checked = self.runner.check(samples, SAMPLE_RATE, hotwords)
+        result, elapsed = await timed(in_thread(self.runner.run, *checked))
+        metrics.audio_seconds().inc(result.duration_s, tags={"task": "asr"})
+        if result.duration_s > 0:
+            metrics.real_time_factor().observe(elapsed / result.duration_s, tags={"task": "asr"})
+        return result
 
 
 def build(args: AsrDeploymentArgs):

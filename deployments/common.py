@@ -6,13 +6,14 @@ import asyncio
 import functools
 import gc
 import logging
+import threading
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
 from pydantic import BaseModel
 
-from mmserve.config import BatchArgs, resolve_model_path
-from mmserve.devices import cap_gpu_memory, resolve_device
+from mmserve.config import BatchArgs, DeploymentArgs, resolve_model_path
+from mmserve.devices import assigned_gpu_fraction, cap_gpu_memory, device_index, resolve_device
 
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
@@ -28,6 +29,19 @@ def with_resolved_paths(runner_args: BaseModel) -> BaseModel:
         if isinstance(value := getattr(runner_args, name, None), str)
     }
     return runner_args.model_copy(update=updates)
+
+
+def check_tensor_parallel(runner: BaseModel, deployment: DeploymentArgs) -> None:
+    """lmdeploy with tp > 1 needs that many GPUs visible to the replica, i.e. whole Ray GPUs."""
+    tp = getattr(runner, "tp", 1)
+    if getattr(runner, "backend", None) != "lmdeploy" or tp == 1:
+        return
+    if runner.lmdeploy_engine == "pytorch":
+        raise ValueError("runner.tp > 1 with lmdeploy's PyTorch engine starts Ray workers of its own inside the "
+                         "replica, which Serve cannot place: use lmdeploy_engine: turbomind for tp > 1")
+    if deployment.num_gpus != tp:
+        raise ValueError(f"runner.tp={tp} needs deployment.num_gpus: {tp} (TurboMind shards the model over "
+                         f"{tp} visible GPUs), not {deployment.num_gpus}")
 
 
 class ModelReplica:
@@ -89,21 +103,12 @@ def prepare_replica(device: str) -> str:
     return resolved
 
 
-def assigned_gpu_fraction() -> float | None:
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_assigned_resources().get("GPU")
-    except Exception:  # outside Ray (unit tests, scripts): nothing assigned
-        return None
-
-
 def check_device(device: str) -> None:
-    """Health check: a CUDA context broken by a device fault fails a tiny round trip."""
+    """Health check: a CUDA context broken by a device fault fails every later runtime call."""
     if device.startswith("cuda"):
         import torch
 
-        torch.zeros(1, device=device).add_(1).cpu()
+        torch.cuda.mem_get_info(device_index(device))
 
 
 async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -131,15 +136,54 @@ async def first_item_timer(items: AsyncIterator[T], what: str, task: str) -> Asy
 
 
 async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
-    """Drive a blocking iterator (a token or audio stream) off the event loop, item by item.
+    """Drive a blocking iterator (a token or audio stream) on a thread of its own.
 
-    Closing it when the consumer stops early (client gone) lets the runner stop generating.
+    When the consumer stops early (client gone), the stream's thread-safe ``cancel()`` runs at once,
+    off the event loop (lmdeploy's abort blocks until the engine answers), and the producer thread
+    closes the iterator after its current item: a generator cannot be closed from another thread
+    while it is inside ``next()`` ("generator already executing").
     """
-    done = object()
+    loop = asyncio.get_running_loop()
+    items: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+
+    def send(entry: tuple) -> None:
+        try:
+            loop.call_soon_threadsafe(items.put_nowait, entry)
+        except RuntimeError:  # the loop has closed: nobody is listening any more
+            pass
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    break
+                send((item, None))
+            send((_END, None))
+        except BaseException as exc:  # re-raised in the consumer
+            send((_END, exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    threading.Thread(target=produce, name="stream-producer", daemon=True).start()
+    finished = False
     try:
-        while (item := await asyncio.to_thread(next, iterator, done)) is not done:
+        while True:
+            item, error = await items.get()
+            if item is _END:
+                finished = True
+                if error is not None:
+                    raise error
+                return
             yield item
     finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            close()
+        if not finished:
+            stop.set()
+            cancel = getattr(iterator, "cancel", None)
+            if cancel is not None:
+                loop.run_in_executor(None, cancel)
+
+
+_END = object()

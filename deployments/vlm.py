@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from ray import serve
 
-from deployments.common import ModelReplica, first_item_timer, in_thread, iterate_in_thread
+from deployments.common import ModelReplica, check_tensor_parallel, first_item_timer, in_thread, iterate_in_thread
 from mmserve import metrics
 from mmserve.config import DeploymentArgs, Strict
 from mmserve.runners.vlm import VlmArgs, VlmRequest, VlmResult, VlmRunner
@@ -17,6 +17,11 @@ class VlmDeploymentArgs(Strict):
     served_name: str = "internvl"
     runner: VlmArgs
     deployment: DeploymentArgs = Field(default_factory=DeploymentArgs)
+
+    @model_validator(mode="after")
+    def _tensor_parallel_has_its_gpus(self) -> "VlmDeploymentArgs":
+        check_tensor_parallel(self.runner, self.deployment)
+        return self
 
 
 @serve.deployment(name="vlm")

@@ -42,16 +42,26 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 
 
 def cap_gpu_memory(fraction: float | None, device: str) -> float | None:
-    """Limit this process's CUDA allocations to its Ray GPU fraction.
+    """Limit this process's torch allocations to its Ray GPU fraction.
 
-    Ray's num_gpus only schedules; replicas packed on one GPU must cap themselves so that one
-    cannot starve another. Returns the fraction applied, or None when nothing was capped.
+    Ray's num_gpus only schedules; replicas packed on one GPU cap themselves. The cap covers torch's
+    caching allocator only: not the CUDA context (~0.5 GB per process), cuBLAS workspaces or memory a
+    library allocates itself (TurboMind's weights and KV cache), so the capacity planner
+    (`mmserve.plan`) keeps headroom for those. Returns the fraction applied, or None.
     """
     if not fraction or not device.startswith("cuda") or not torch.cuda.is_available():
         return None
     applied = memory_fraction_for(fraction)
-    torch.cuda.set_per_process_memory_fraction(applied, torch.device(device))
+    # torch needs an index here: a bare torch.device("cuda") raises "Expected a torch.device with a
+    # specified index". Ray's CUDA_VISIBLE_DEVICES makes the replica's GPU the current device.
+    torch.cuda.set_per_process_memory_fraction(applied, device_index(device))
     return applied
+
+
+def device_index(device: str) -> int:
+    """The CUDA device index of 'cuda' or 'cuda:N' ('cuda' means the current device)."""
+    index = torch.device(device).index
+    return torch.cuda.current_device() if index is None else index
 
 
 def memory_fraction_for(num_gpus: float) -> float:
@@ -62,3 +72,13 @@ def memory_fraction_for(num_gpus: float) -> float:
     if num_gpus <= 0:
         raise ValueError("num_gpus must be positive to cap GPU memory")
     return min(float(num_gpus), 1.0)
+
+
+def assigned_gpu_fraction() -> float | None:
+    """The GPU share Ray assigned this process (a replica's num_gpus); None outside Ray."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_assigned_resources().get("GPU")
+    except Exception:  # outside Ray (unit tests, scripts): nothing assigned
+        return None

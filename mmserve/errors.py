@@ -64,3 +64,25 @@ class ConfigError(MMServeError):
     """The configuration cannot work on this machine (e.g. 4-bit quantization without a GPU)."""
 
     code = "config_error"
+
+
+def model_load_error(what: str, model: str, exc: BaseException) -> ConfigError:
+    """A ConfigError that says why `model` did not load, with the fix for a gated hub repository.
+
+    SD3 Medium and Stable Audio Open are gated: their hub downloads need an accepted licence and a
+    token, which huggingface_hub reads from HF_TOKEN in the replica's environment.
+    """
+    from pathlib import Path
+
+    cause: BaseException | None = exc
+    while cause is not None and type(cause).__name__ != "GatedRepoError":
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+        return ConfigError(
+            f"{model!r} is a gated repository: accept its licence on the hub, then set HF_TOKEN on every Ray "
+            "node (exported before `ray start`/`serve run`, or in the application's runtime_env.env_vars), "
+            "or point model: at a folder of downloaded weights",
+            field="model",
+        )
+    where = "folder" if Path(model).exists() else "folder (not found) or hub id"
+    return ConfigError(f"cannot load {what} from {where} {model!r}: {exc}", field="model")

@@ -170,7 +170,7 @@ def main() -> None:
     # Transport overhead alone: a lone request under @serve.batch waits batch_wait_timeout_s for
     # company, a latency/throughput policy measured separately (the "batch_wait" case).
     flow_args = batched_args.model_copy(deep=True)
-    flow_args.asr.batch = flow_args.image.batch = BatchArgs(max_batch_size=1)
+    flow_args.image.batch = BatchArgs(max_batch_size=1)
     large_asr = flow_args.asr.model_copy(deep=True)
     large_asr.runner = large_asr.runner.model_copy(update={
         "model": "funasr_large/paraformer", "vad_model": "funasr_large/vad", "punc_model": "funasr_large/punc"})

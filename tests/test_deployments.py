@@ -7,7 +7,6 @@ import gc
 import pytest
 from pydantic import ValidationError
 
-from deployments.asr import SpeechRecognition
 from deployments.common import ModelReplica, with_resolved_paths
 from deployments.image import ImageGeneration
 from deployments.tts import SpeechSynthesis
@@ -15,7 +14,7 @@ from mmserve.config import DeploymentArgs
 from mmserve.runners.asr import AsrArgs
 
 
-@pytest.mark.parametrize("deployment", [SpeechRecognition, ImageGeneration, SpeechSynthesis])
+@pytest.mark.parametrize("deployment", [ImageGeneration, SpeechSynthesis])
 def test_reconfigure_changes_batching_at_run_time(deployment):
     replica = deployment.func_or_class.__new__(deployment.func_or_class)
     replica.reconfigure({"batch": {"max_batch_size": 7, "batch_wait_timeout_s": 0.2}})

@@ -110,14 +110,12 @@ def test_spoken_wav(runner, tmp_path):
     _check(out, audio.duration_s)
 
 
-def test_hotwords_and_batch(runner):
+def test_hotwords_do_not_leak_into_the_next_call(runner):
     a, b = _tone(1.0), _tone(1.5)
-    outs = runner.transcribe_batch([(a, None), (b, ["世界", "ray", "speech"])])
-    assert len(outs) == 2
-    _check(outs[0], 1.0)
-    _check(outs[1], 1.5)
-    # one item's hotwords must not leak into the next call
-    assert runner.transcribe(a).text == outs[0].text
+    plain = runner.transcribe(a)
+    _check(runner.transcribe(b, hotwords=["世界", "ray", "speech"]), 1.5)
+    _check(plain, 1.0)
+    assert runner.transcribe(a).text == plain.text
 
 
 def test_too_short_for_a_frame_is_empty(runner):
@@ -147,11 +145,6 @@ def test_bad_input(runner, kwargs, field):
     with pytest.raises(InvalidInput) as err:
         runner.transcribe(**call)
     assert err.value.field == field
-
-
-def test_bad_item_fails_the_whole_batch(runner):
-    with pytest.raises(InvalidInput):
-        runner.transcribe_batch([(_tone(0.5), None), (np.zeros(0, np.float32), None)])
 
 
 def test_missing_folder_is_config_error(tmp_path):

@@ -176,10 +176,11 @@ def test_lmdeploy_refuses_bitsandbytes(model_dir):
 
 def test_lmdeploy_args():
     args = LlmArgs(model="m", backend="lmdeploy", lmdeploy_engine="pytorch", session_len=4096, tp=2)
-    assert (args.cache_max_entry_count, args.tp, args.session_len) == (0.8, 2, 4096)
+    assert (args.cache_max_entry_count, args.tp, args.session_len) == ("auto", 2, 4096)
+    assert LlmArgs(model="m", cache_max_entry_count=0.3).cache_max_entry_count == 0.3
     assert LlmArgs(model="m").lmdeploy_engine == "turbomind"
     for bad in ({"cache_max_entry_count": 1.0}, {"cache_max_entry_count": 0}, {"tp": 0}, {"session_len": 0},
-                {"lmdeploy_engine": "vllm"}):
+                {"lmdeploy_engine": "vllm"}, {"cache_max_entry_count": "full"}):
         with pytest.raises(ValidationError):
             LlmArgs(model="m", **bad)
 

@@ -91,26 +91,16 @@ class AsrRunner:
     def transcribe(
         self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, hotwords: list[str] | None = None
     ) -> Transcript:
-        wav, hotword = self._check(samples, sample_rate, hotwords)
-        return self._run(wav, hotword)
-
-    def transcribe_batch(self, items: list[tuple[np.ndarray, list[str] | None]]) -> list[Transcript]:
-        """Transcribe several 16 kHz inputs, each with its own hotwords.
-
-        FunASR decodes the inputs of one generate() call one after another anyway (its batching is
-        over the VAD segments of one input, by batch_size_s), so a loop costs nothing and keeps
-        per-item hotwords. Every item is validated before any is decoded.
-        """
-        checked = [self._check(samples, SAMPLE_RATE, hotwords) for samples, hotwords in items]
-        return [self._run(wav, hotword) for wav, hotword in checked]
+        return self.run(*self.check(samples, sample_rate, hotwords))
 
     def warmup(self) -> None:
         """Two seconds of quiet noise through VAD, recognizer and punctuation: FunASR's first
         generate() is several times slower than the rest (lazy set-up, first kernel calls)."""
         noise = np.random.default_rng(0).normal(0.0, 0.01, 2 * SAMPLE_RATE).astype(np.float32)
-        self._run(noise, None)
+        self.run(noise, None)
 
-    def _check(self, samples, sample_rate: int, hotwords: list[str] | None) -> tuple[np.ndarray, str | None]:
+    def check(self, samples, sample_rate: int, hotwords: list[str] | None) -> tuple[np.ndarray, str | None]:
+        """The audio and FunASR hotword string of a valid request; InvalidInput names the bad field."""
         if sample_rate != SAMPLE_RATE:
             raise InvalidInput(f"sample_rate must be {SAMPLE_RATE}, got {sample_rate}", field="sample_rate")
         if not isinstance(samples, np.ndarray) or samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating):
@@ -147,7 +137,8 @@ class AsrRunner:
             raise InvalidInput("hotwords may not start with 'http' or end with '.txt'", field="hotwords")
         return joined
 
-    def _run(self, wav: np.ndarray, hotword: str | None) -> Transcript:
+    def run(self, wav: np.ndarray, hotword: str | None) -> Transcript:
+        """Transcribe checked input (see `check`); one call at a time."""
         duration_s = len(wav) / SAMPLE_RATE
         if len(wav) < _MIN_SAMPLES:
             return Transcript(text="", timestamps=None, duration_s=duration_s)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-from pathlib import Path
-from typing import Literal
 
 import torch
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmserve.devices import resolve_device, resolve_dtype
-from mmserve.errors import ConfigError, InvalidInput
+from mmserve.devices import DtypeName, resolve_device, resolve_dtype
+from mmserve.errors import ConfigError, InvalidInput, model_load_error
+from mmserve.quantization import Quantization, bnb_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +31,19 @@ class ImageArgs(BaseModel):
 
     model: str = Field(description="local diffusers SD3 folder or hub id")
     device: str = Field("auto", description="auto | cpu | cuda[:n]")
-    dtype: str = Field("auto", description="auto (fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16")
+    dtype: DtypeName = Field("auto", description="auto (fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16")
     drop_t5: bool = Field(False, description="load without the T5 encoder (~4.7B params); weaker prompt following")
-    quantization: Literal["none", "8bit", "4bit"] = Field(
+    quantization: Quantization = Field(
         "none", description="bitsandbytes for the transformer and T5 encoder; needs CUDA"
     )
     cpu_offload: bool = Field(False, description="keep idle components in CPU memory; needs CUDA")
     default_steps: int = Field(28, ge=1, description="denoising steps when a request gives none")
     default_guidance: float = Field(7.0, ge=0, description="CFG scale when a request gives none")
     max_sequence_length: int = Field(256, ge=1, le=512, description="T5 prompt tokens")
+    max_images_per_call: int = Field(
+        4, ge=1, description="most images in one pipeline call; a larger batch runs as several calls "
+        "(activation memory grows with images per call)")
+    vae_slicing: bool = Field(True, description="decode one image at a time: the batched VAE decode is SD3's memory peak")
 
 
 class ImageRequest(BaseModel):
@@ -67,11 +70,10 @@ class ImageRunner:
         self.device = resolve_device(args.device)
         on_cuda = self.device.startswith("cuda")
         # Refuse impossible configs before spending minutes loading weights.
-        if args.quantization != "none" and not on_cuda:
-            raise ConfigError(f"{args.quantization} quantization needs a CUDA device", field="quantization")
+        self.dtype = resolve_dtype(args.dtype, self.device)
+        self._bnb = bnb_kwargs(args.quantization, self.device, self.dtype)
         if args.cpu_offload and not on_cuda:
             raise ConfigError("cpu_offload needs a CUDA device", field="cpu_offload")
-        self.dtype = resolve_dtype(args.dtype, self.device)
         self.pipe = self._load()
 
     def _load(self):
@@ -81,14 +83,15 @@ class ImageRunner:
         kwargs: dict = {"dtype": self.dtype}
         if args.drop_t5:
             kwargs.update(text_encoder_3=None, tokenizer_3=None)
-        if args.quantization != "none":
+        if self._bnb is not None:
             kwargs["quantization_config"] = self._quantization_config()
         try:
             pipe = StableDiffusion3Pipeline.from_pretrained(args.model, **kwargs)
         except Exception as e:
-            where = "folder" if Path(args.model).exists() else "folder (not found) or hub id"
-            raise ConfigError(f"cannot load an SD3 pipeline from {where} {args.model!r}: {e}", field="model") from e
-        if args.cpu_offload:
+            raise model_load_error("an SD3 pipeline", args.model, e) from e
+        if args.vae_slicing:
+            pipe.vae.enable_slicing()
+        if args.cpu_offload:  # offload moves each component to the GPU when it runs: never also .to()
             pipe.enable_model_cpu_offload(device=self.device)
         else:
             pipe.to(self.device)
@@ -101,13 +104,9 @@ class ImageRunner:
         from diffusers import PipelineQuantizationConfig
         from transformers import BitsAndBytesConfig as TransformersBnb
 
-        if self.args.quantization == "8bit":
-            kw = {"load_in_8bit": True}
-        else:
-            kw = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": self.dtype}
-        mapping = {"transformer": DiffusersBnb(**kw)}
+        mapping = {"transformer": DiffusersBnb(**self._bnb)}
         if not self.args.drop_t5:
-            mapping["text_encoder_3"] = TransformersBnb(**kw)
+            mapping["text_encoder_3"] = TransformersBnb(**self._bnb)
         return PipelineQuantizationConfig(quant_mapping=mapping)
 
     @staticmethod
@@ -147,27 +146,30 @@ class ImageRunner:
         return results
 
     def _run(self, key: BatchKey, group: list[ImageRequest]) -> list[Image.Image]:
-        """One pipeline call; each image is its own prompt row with its own generator."""
+        """Pipeline calls of at most max_images_per_call rows; each row has its own prompt and generator."""
         width, height, steps, guidance = key
-        prompts, negatives, generators = [], [], []
+        rows = []
         for req in group:
             base = req.seed if req.seed is not None else secrets.randbelow(_SEED_LIMIT)
             for k in range(req.num_images):
-                prompts.append(req.prompt)
-                negatives.append(req.negative_prompt)
-                generators.append(torch.Generator("cpu").manual_seed((base + k) % _SEED_LIMIT))
-        with torch.inference_mode():
-            out = self.pipe(
-                prompt=prompts,
-                negative_prompt=negatives,
-                width=width,
-                height=height,
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                generator=generators,
-                max_sequence_length=self.args.max_sequence_length,
-            )
-        return list(out.images)
+                rows.append((req.prompt, req.negative_prompt, torch.Generator("cpu").manual_seed((base + k) % _SEED_LIMIT)))
+        images: list[Image.Image] = []
+        per_call = self.args.max_images_per_call
+        for start in range(0, len(rows), per_call):
+            prompts, negatives, generators = (list(col) for col in zip(*rows[start : start + per_call]))
+            with torch.inference_mode():
+                out = self.pipe(
+                    prompt=prompts,
+                    negative_prompt=negatives,
+                    width=width,
+                    height=height,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance,
+                    generator=generators,
+                    max_sequence_length=self.args.max_sequence_length,
+                )
+            images.extend(out.images)
+        return images
 
     def warmup(self) -> None:
         """One small generation, so the first real request does not pay for lazy init and kernels."""

@@ -8,7 +8,6 @@ Both backends validate, count, stop and stream the same way.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 from abc import abstractmethod
@@ -24,15 +23,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput
+from mmserve.quantization import Quantization, transformers_bnb_config
 from mmserve.runners.lmdeploy_engine import (
     KvCacheFraction,
+    KvCacheReserve,
     LmdeployEngine,
+    LmdeployRequest,
     SessionLen,
     TensorParallel,
     check_available,
+    check_seed,
     generation_config,
     load_pipeline,
-    raise_on_error,
 )
 
 log = logging.getLogger(__name__)
@@ -50,14 +52,15 @@ class LlmArgs(BaseModel):
     backend: Literal["transformers", "lmdeploy"] = Field(
         "transformers", description="transformers runs anywhere; lmdeploy batches continuously on CUDA"
     )
-    quantization: Literal["none", "8bit", "4bit"] = Field(
+    quantization: Quantization = Field(
         "none", description="bitsandbytes weight quantization at load time (transformers backend, CUDA only)"
     )
     max_new_tokens: int = Field(512, ge=1, description="Default and upper bound for generated tokens per request")
     max_input_tokens: int = Field(4096, ge=1, description="Longest accepted prompt, chat template included")
     lmdeploy_engine: LmdeployEngine = "turbomind"
     session_len: SessionLen = None
-    cache_max_entry_count: KvCacheFraction = 0.8
+    cache_max_entry_count: KvCacheFraction = "auto"
+    kv_cache_reserve_gb: KvCacheReserve = 3.0
     tp: TensorParallel = 1
 
 
@@ -103,7 +106,7 @@ class LlmRunner:
             return
 
         dtype = resolve_dtype(args.dtype, self.device)
-        quantization_config = _bnb_config(args.quantization, self.device, dtype)
+        quantization_config = transformers_bnb_config(args.quantization, self.device, dtype)
         self.tokenizer = _load_tokenizer(args.model)
         from transformers import AutoModelForCausalLM
 
@@ -163,6 +166,7 @@ class LlmRunner:
             raise InvalidInput("temperature must be >= 0", field="temperature")
         if not 0 < params.top_p <= 1:
             raise InvalidInput("top_p must be in (0, 1]", field="top_p")
+        check_seed(params.seed)
         if params.stop is not None and not all(isinstance(s, str) and s for s in params.stop):
             raise InvalidInput("stop must be a list of non-empty strings", field="stop")
 
@@ -211,7 +215,8 @@ class ChatStream(Iterator[str]):
 
     Deltas are released token by token, except that bytes of an unfinished UTF-8 character and text
     that may begin a stop string wait for the next token. The deltas join to exactly what ``chat``
-    returns. ``close()`` stops generation early, e.g. when the client has gone away.
+    returns. ``cancel()`` stops generation early (client gone) and may be called from any thread,
+    also while another thread is inside ``next()``; ``close()`` is for the iterating thread.
     """
 
     result: ChatResult | None = None
@@ -221,8 +226,13 @@ class ChatStream(Iterator[str]):
         return next(self._deltas)
 
     @abstractmethod
+    def cancel(self) -> None:
+        """Stop generating; thread-safe."""
+
     def close(self) -> None:
-        """Stop generating."""
+        """Stop generating and release the iterator (from the thread that iterates)."""
+        self.cancel()
+        self._deltas.close()
 
 
 class _TransformersStream(ChatStream):
@@ -238,10 +248,9 @@ class _TransformersStream(ChatStream):
         self._thread.start()
         self._deltas = self._iterate()
 
-    def close(self) -> None:
-        """Stop generating; the thread finishes after the current token."""
+    def cancel(self) -> None:
+        """The generating thread stops after the current token."""
         self._cancel.set()
-        self._deltas.close()
 
     def _generate(self, kwargs: dict) -> None:
         try:
@@ -282,41 +291,28 @@ class _LmdeployStream(ChatStream):
         config = generation_config(
             max_new_tokens=max_new, temperature=params.temperature, top_p=params.top_p, seed=params.seed
         )
-        self._session = runner.pipe.session()
-        self._finished = False
-        outputs = runner.pipe.stream_infer(
-            [{"role": m.role, "content": m.content} for m in messages], sessions=self._session, gen_config=config
-        )
-        self._deltas = self._iterate(outputs, params.stop)
+        prompt = [{"role": m.role, "content": m.content} for m in messages]
+        self._request = LmdeployRequest(runner.pipe, prompt, config)
+        self._deltas = self._iterate(params.stop)
 
-    def close(self) -> None:
-        """Stop generating: the engine frees the request's slot and KV cache blocks."""
-        self._deltas.close()
-        self._abort()
+    def cancel(self) -> None:
+        """The engine frees the request's slot and KV cache blocks (blocks until lmdeploy answers)."""
+        self._request.abort()
 
-    def _abort(self) -> None:
-        if not self._finished:
-            self._finished = True
-            self._session.abort()
-
-    def _iterate(self, outputs: Iterator, stops: list[str] | None) -> Iterator[str]:
+    def _iterate(self, stops: list[str] | None) -> Iterator[str]:
         trimmer = _StopTrimmer(stops)
-        parts, last = [], None
-        for out in outputs:  # Responses whose text is the delta since the previous one
-            raise_on_error(out)
-            last = out
-            self._finished = out.finish_reason is not None
+        parts = []
+        for out in self._request.responses():
             if delta := trimmer.feed(out.text):
                 parts.append(delta)
                 yield delta
             if trimmer.done:
                 break
-        self._abort()  # a stop string appeared; no-op once lmdeploy has finished
+        self._request.abort()  # a stop string appeared; no-op once lmdeploy has finished
         if tail := trimmer.flush():
             parts.append(tail)
             yield tail
-        if last is None:
-            raise RuntimeError("lmdeploy returned no response")
+        last = self._request.last
         self.result = ChatResult(
             text="".join(parts),
             prompt_tokens=last.input_token_len,
@@ -442,18 +438,3 @@ def _load_tokenizer(model: str):
     if not tokenizer.chat_template:
         raise ConfigError(f"model {model!r} has no chat template", field="model")
     return tokenizer
-
-
-def _bnb_config(quantization: str, device: str, dtype: torch.dtype):
-    """bitsandbytes config for the requested quantization; checked before any weights are read."""
-    if quantization == "none":
-        return None
-    if not device.startswith("cuda"):
-        raise ConfigError(f"{quantization} quantization needs a CUDA GPU (device is {device})", field="quantization")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError("quantization needs bitsandbytes: pip install 'mmserve[gpu]'", field="quantization")
-    from transformers import BitsAndBytesConfig
-
-    if quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)

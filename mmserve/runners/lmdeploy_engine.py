@@ -9,13 +9,16 @@ lmdeploy is imported lazily: it is in the ``gpu`` extra and does not run on CPU 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Literal, Protocol
 
 import torch
 from pydantic import Field
 
-from mmserve.devices import resolve_device
-from mmserve.errors import ConfigError, InvalidInput
+from mmserve.devices import assigned_gpu_fraction, device_index, resolve_device
+from mmserve.errors import ConfigError, InvalidInput, model_load_error
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +30,16 @@ SessionLen = Annotated[
     int | None, Field(ge=1, description="lmdeploy: max tokens per session, prompt + answer (None: the model's).")
 ]
 KvCacheFraction = Annotated[
-    float,
+    Annotated[float, Field(gt=0, lt=1)] | Literal["auto"],  # both engines assert 0 < x < 1 in 0.18
     Field(
-        gt=0,
-        lt=1,  # both engines assert 0 < x < 1 in 0.18
-        description="lmdeploy: fraction of the GPU memory free after loading the weights that the KV cache takes "
-        "(see kv_cache_ratio for a replica that shares its GPU).",
+        description="lmdeploy: fraction of the GPU memory free after loading the weights that the KV cache takes; "
+        "'auto' sizes it at replica start so the replica stays inside its Ray GPU share (kv_cache_ratio).",
     ),
+]
+KvCacheReserve = Annotated[
+    float,
+    Field(ge=0, description="lmdeploy 'auto' KV cache: GB of the share kept for activations, CUDA graphs and "
+          "the PyTorch engine's prefill reserve."),
 ]
 TensorParallel = Annotated[int, Field(ge=1, description="lmdeploy: tensor-parallel degree (GPUs per replica).")]
 
@@ -50,7 +56,8 @@ class LmdeployOptions(Protocol):
     quantization: str
     lmdeploy_engine: str
     session_len: int | None
-    cache_max_entry_count: float
+    cache_max_entry_count: float | str
+    kv_cache_reserve_gb: float
     tp: int
 
 
@@ -85,18 +92,23 @@ def load_pipeline(opts: LmdeployOptions):
     from lmdeploy import PytorchEngineConfig, TurbomindEngineConfig
 
     engine_config = TurbomindEngineConfig if opts.lmdeploy_engine == "turbomind" else PytorchEngineConfig
-    config = engine_config(
-        dtype=opts.dtype,
-        tp=opts.tp,
-        session_len=opts.session_len,
-        cache_max_entry_count=opts.cache_max_entry_count,
-    )
+    model = local_weights(opts.model)
+    ratio = opts.cache_max_entry_count
+    if ratio == "auto":
+        ratio = auto_kv_cache_ratio(model, opts)
+    config = engine_config(dtype=opts.dtype, tp=opts.tp, session_len=opts.session_len, cache_max_entry_count=ratio)
     try:
-        pipe = lmdeploy.pipeline(opts.model, backend_config=config, log_level="WARNING")
+        pipe = lmdeploy.pipeline(model, backend_config=config, log_level="WARNING")
     except Exception as exc:  # lmdeploy raises many types for a bad folder or unsupported arch
         raise ConfigError(f"lmdeploy could not load {opts.model!r}: {exc}", field="model") from exc
     log.info("lmdeploy %s engine loaded %s", opts.lmdeploy_engine, opts.model)
     return pipe
+
+
+def check_seed(seed: int | None) -> None:
+    """Seeds are unsigned 64-bit (TurboMind stores ``random_seed`` as uint64), on every backend alike."""
+    if seed is not None and not 0 <= seed < 2**64:
+        raise InvalidInput(f"seed must be in [0, 2**64), got {seed}", field="seed")
 
 
 def generation_config(*, max_new_tokens: int, temperature: float, top_p: float, seed: int | None):
@@ -109,6 +121,7 @@ def generation_config(*, max_new_tokens: int, temperature: float, top_p: float, 
 
     if temperature > 2:
         raise InvalidInput("temperature must be at most 2 with the lmdeploy backend", field="temperature")
+    check_seed(seed)
     sampling = temperature > 0
     return GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -119,13 +132,99 @@ def generation_config(*, max_new_tokens: int, temperature: float, top_p: float, 
     )
 
 
+# lmdeploy's error codes for requests it refuses; each is the client's problem, not the server's.
+CLIENT_ERRORS = {
+    "context_length_exceeded": ("the prompt and max_new_tokens do not fit the model's session length "
+                                "(each large image costs InternVL up to 13 tiles of 256 tokens)", "messages"),
+    "invalid_request": ("lmdeploy refused the request as invalid", "messages"),
+    "preprocess_failed": ("the images or messages could not be preprocessed", "images"),
+}
+
+
 def raise_on_error(out) -> None:
-    """A ``Response`` that ended in error or abort carries no answer: fail loudly."""
-    if out.finish_reason in ("error", "abort"):
-        raise RuntimeError(f"lmdeploy generation failed ({out.finish_reason}): {out.error_message or 'no detail'}")
+    """A ``Response`` that ended in error: a 400 naming the field for what the client sent, else a failure."""
+    if out.finish_reason != "error":
+        return
+    code = getattr(out, "error_code", None)
+    detail = getattr(out, "error_message", None) or getattr(out, "text", "") or "no detail"
+    if code in CLIENT_ERRORS:
+        message, field = CLIENT_ERRORS[code]
+        raise InvalidInput(f"{message}: {detail}", field=field)
+    raise RuntimeError(f"lmdeploy generation failed ({code or 'error'}): {detail}")
 
 
-def kv_cache_ratio(num_gpus: float, weights_gb: float, gpu_total_gb: float, reserve_gb: float = 3.0) -> float:
+class LmdeployRequest:
+    """One generation in an lmdeploy session of its own, so that any thread can abort it.
+
+    Dropping ``stream_infer``'s iterator does not stop lmdeploy: only the session's ``abort()``
+    frees the request's batch slot and KV blocks. ``abort()`` blocks until lmdeploy's own event
+    loop has handled it, so callers on an event loop run it in a thread.
+    """
+
+    def __init__(self, pipe, prompt, gen_config):
+        self._session = pipe.session()
+        self._outputs = pipe.stream_infer(prompt, sessions=self._session, gen_config=gen_config)
+        self._lock = threading.Lock()
+        self._ended = False
+        self.last = None  # the last Response: token counts and finish reason
+
+    def responses(self) -> Iterator:
+        """Responses whose ``text`` is the delta since the previous one; errors raise (see raise_on_error)."""
+        for out in self._outputs:
+            if out.finish_reason is not None:
+                with self._lock:
+                    self._ended = True
+            if out.finish_reason == "abort":
+                break
+            raise_on_error(out)
+            self.last = out
+            yield out
+        if self.last is None:
+            raise RuntimeError("lmdeploy returned no response")
+
+    def abort(self) -> None:
+        """Stop generating now (thread-safe; a no-op once lmdeploy has finished the request)."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self._session.abort()
+
+
+def local_weights(model: str) -> str:
+    """A local folder for ``model``: hub ids are resolved through the hub cache (downloading if needed),
+    as lmdeploy would, so the checkpoint's size is known before the engine starts."""
+    if Path(model).expanduser().is_dir():
+        return str(Path(model).expanduser())
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(model)
+    except Exception as exc:
+        raise model_load_error("an lmdeploy model", model, exc) from exc
+
+
+def checkpoint_gb(folder: str) -> float:
+    """GB of weight files in a checkpoint folder: what the engine puts on the GPU (quantized or not)."""
+    files = list(Path(folder).glob("*.safetensors")) or list(Path(folder).glob("*.bin"))
+    return sum(f.stat().st_size for f in files) / 1e9
+
+
+def auto_kv_cache_ratio(folder: str, opts: LmdeployOptions) -> float:
+    """``cache_max_entry_count`` for this replica, from its Ray GPU share and the GPU's memory now."""
+    index = device_index(resolve_device(opts.device))
+    free, total = torch.cuda.mem_get_info(index)
+    share = assigned_gpu_fraction() or 1.0
+    ratio = kv_cache_ratio(
+        share / opts.tp, checkpoint_gb(folder) / opts.tp, total / 1e9, opts.kv_cache_reserve_gb, free_gb=free / 1e9
+    )
+    log.info("lmdeploy KV cache: cache_max_entry_count %.3f for a %.2f GPU share", ratio, share)
+    return ratio
+
+
+def kv_cache_ratio(
+    num_gpus: float, weights_gb: float, gpu_total_gb: float, reserve_gb: float = 3.0, *, free_gb: float | None = None
+) -> float:
     """``cache_max_entry_count`` that keeps a replica inside its Ray GPU share.
 
     What lmdeploy 0.18 does with the value (read in its source): both engines take it as a
@@ -138,10 +237,10 @@ def kv_cache_ratio(num_gpus: float, weights_gb: float, gpu_total_gb: float, rese
     a shared GPU takes 80% of everything left, starving the replicas beside it (and overruns the
     torch cap with the PyTorch engine, whose cache is a torch allocation).
 
-    This returns the ratio that gives the cache ``share - weights - reserve`` GB when the replica
-    starts on an otherwise empty GPU: ``(share - weights - reserve) / (total - weights)``, never
-    above lmdeploy's default 0.8. If other replicas already hold memory when it starts, it gets
-    less (safe, not optimal). ``weights_gb`` is what one GPU holds (the checkpoint size / tp);
+    This returns the ratio that gives the cache ``share - weights - reserve`` GB:
+    ``(share - weights - reserve) / (free - weights)``, where ``free`` is the device's free memory
+    when the replica starts (``gpu_total_gb`` when not given: an otherwise empty GPU), never above
+    lmdeploy's default 0.8. ``weights_gb`` is what one GPU holds (the checkpoint size / tp);
     ``reserve_gb`` covers activations, the runtime reserve above and CUDA graphs.
     """
     if num_gpus <= 0 or gpu_total_gb <= 0 or weights_gb < 0 or reserve_gb < 0:
@@ -154,4 +253,11 @@ def kv_cache_ratio(num_gpus: float, weights_gb: float, gpu_total_gb: float, rese
             "reserve and a KV cache: give the replica more num_gpus",
             field="num_gpus",
         )
-    return min(cache_gb / (gpu_total_gb - weights_gb), DEFAULT_KV_FRACTION)
+    free_after_weights = (gpu_total_gb if free_gb is None else free_gb) - weights_gb
+    if free_after_weights <= cache_gb:
+        raise ConfigError(
+            f"the GPU has {free_after_weights:.1f} GB free after the weights, less than this replica's "
+            f"{cache_gb:.1f} GB KV cache: other processes hold memory beyond their shares",
+            field="num_gpus",
+        )
+    return min(cache_gb / free_after_weights, DEFAULT_KV_FRACTION)

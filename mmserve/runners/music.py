@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import secrets
 import threading
-from pathlib import Path
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmserve.devices import resolve_device, resolve_dtype
-from mmserve.errors import ConfigError, InvalidInput
+from mmserve.devices import DtypeName, resolve_device, resolve_dtype
+from mmserve.errors import ConfigError, InvalidInput, model_load_error
 
 _SEED_LIMIT = 2**64  # torch.Generator.manual_seed accepts [0, 2**64)
 
@@ -29,7 +28,7 @@ class MusicArgs(BaseModel):
 
     model: str = Field(description="local diffusers StableAudioPipeline folder or hub id")
     device: str = Field("auto", description="auto | cpu | cuda[:n]")
-    dtype: str = Field("auto", description="auto (fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16")
+    dtype: DtypeName = Field("auto", description="auto (fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16")
     default_steps: int = Field(100, ge=1, description="denoising steps when a request gives none")
     max_steps: int = Field(1000, ge=1, description="most steps one request may ask for (bounds replica time)")
     max_duration_s: float = Field(47.0, gt=0, description="longest clip served; Stable Audio Open's window is 47.55 s")
@@ -76,8 +75,7 @@ class MusicRunner:
         except ImportError as e:  # Stable Audio Open's CosineDPMSolverMultistepScheduler needs torchsde
             raise ConfigError(f"cannot load {model!r}: {e}", field="model") from e
         except Exception as e:
-            where = "folder" if Path(model).exists() else "folder (not found) or hub id"
-            raise ConfigError(f"cannot load a Stable Audio pipeline from {where} {model!r}: {e}", field="model") from e
+            raise model_load_error("a Stable Audio pipeline", model, e) from e
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         return pipe

@@ -10,7 +10,6 @@ sizes, so a bad request is an ``InvalidInput`` before any model work starts.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import threading
 from collections.abc import Iterator
@@ -23,11 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput, PayloadTooLarge
+from mmserve.quantization import Quantization, transformers_bnb_config
 from mmserve.runners.lmdeploy_engine import (
     KvCacheFraction,
+    KvCacheReserve,
     LmdeployEngine,
+    LmdeployRequest,
     SessionLen,
     TensorParallel,
+    check_seed,
     generation_config,
     load_pipeline,
     raise_on_error,
@@ -49,7 +52,7 @@ class VlmArgs(BaseModel):
     backend: Literal["transformers", "lmdeploy"] = Field(
         "transformers", description="'lmdeploy' batches requests on the GPU; 'transformers' also runs on CPU."
     )
-    quantization: Literal["none", "8bit", "4bit"] = Field(
+    quantization: Quantization = Field(
         "none", description="bitsandbytes weight quantization (transformers backend, CUDA only)."
     )
     max_images: int = Field(4, ge=0, description="Most images one request may carry.")
@@ -60,7 +63,8 @@ class VlmArgs(BaseModel):
     )
     lmdeploy_engine: LmdeployEngine = "turbomind"
     session_len: SessionLen = None
-    cache_max_entry_count: KvCacheFraction = 0.8
+    cache_max_entry_count: KvCacheFraction = "auto"
+    kv_cache_reserve_gb: KvCacheReserve = 3.0
     tp: TensorParallel = 1
 
 
@@ -120,16 +124,12 @@ class TransformersVlmBackend:
     def __init__(self, args: VlmArgs):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        if args.quantization != "none" and not torch.cuda.is_available():
-            raise ConfigError(
-                f"quantization={args.quantization!r} uses bitsandbytes, which needs a CUDA GPU; none is visible",
-                field="quantization",
-            )
         self.device = resolve_device(args.device)
         self.dtype = resolve_dtype(args.dtype, self.device)
-        kwargs: dict = {"dtype": self.dtype}
+        # Weights load straight onto their device (no CPU copy first); quantized ones can only load so.
+        kwargs: dict = {"dtype": self.dtype, "device_map": {"": self.device}}
         if args.quantization != "none":
-            kwargs.update(self._quantization_kwargs(args.quantization))
+            kwargs["quantization_config"] = transformers_bnb_config(args.quantization, self.device, self.dtype)
         try:
             self.processor = AutoProcessor.from_pretrained(args.model)
             self.model = AutoModelForImageTextToText.from_pretrained(args.model, **kwargs)
@@ -137,8 +137,6 @@ class TransformersVlmBackend:
             raise ConfigError(
                 f"could not load a vision-language model from {args.model!r}: {exc}", field="model"
             ) from exc
-        if args.quantization == "none":
-            self.model.to(self.device)
         self.model.eval()
         self.tokenizer = self.processor.tokenizer
         eos = self.model.generation_config.eos_token_id
@@ -147,24 +145,10 @@ class TransformersVlmBackend:
         self._lock = threading.Lock()
         log.info("loaded %s (%s) on %s/%s", args.model, type(self.model).__name__, self.device, self.dtype)
 
-    def _quantization_kwargs(self, mode: str) -> dict:
-        from transformers import BitsAndBytesConfig
-
-        if not self.device.startswith("cuda"):
-            raise ConfigError("bitsandbytes quantization needs device 'cuda' or 'auto'", field="quantization")
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise ConfigError(
-                "quantization needs the bitsandbytes package: pip install 'mmserve[gpu]'", field="quantization"
-            )
-        config = BitsAndBytesConfig(
-            load_in_8bit=mode == "8bit", load_in_4bit=mode == "4bit", bnb_4bit_compute_dtype=self.dtype
-        )
-        return {"quantization_config": config, "device_map": {"": self.device}}
-
     def _inputs(self, req: VlmRequest):
         prompt = self.processor.apply_chat_template(chat_messages(req), add_generation_prompt=True, tokenize=False)
         inputs = self.processor(images=req.images or None, text=prompt, return_tensors="pt")
-        return inputs.to(self.device, dtype=self.dtype)
+        return inputs.to(self.model.device, dtype=self.dtype)
 
     def _generate_kwargs(self, req: VlmRequest) -> dict:
         kwargs = {"max_new_tokens": req.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
@@ -251,13 +235,28 @@ class LmdeployVlmBackend:
         )
 
     def stream(self, req: VlmRequest) -> Iterator[str]:
-        for out in self.pipe.stream_infer(self._prompt(req), gen_config=self._gen_config(req)):
-            raise_on_error(out)
-            if out.text:
-                yield out.text  # stream_infer yields deltas, not the text so far
+        return _LmdeployVlmStream(LmdeployRequest(self.pipe, self._prompt(req), self._gen_config(req)))
 
     def close(self) -> None:
         self.pipe.close()
+
+
+class _LmdeployVlmStream(Iterator[str]):
+    """Text deltas of one lmdeploy request; ``cancel()`` (any thread) aborts it in the engine."""
+
+    def __init__(self, request: LmdeployRequest):
+        self._request = request
+        self._deltas = (out.text for out in request.responses() if out.text)  # deltas, not the text so far
+
+    def __next__(self) -> str:
+        return next(self._deltas)
+
+    def cancel(self) -> None:
+        self._request.abort()
+
+    def close(self) -> None:
+        self.cancel()
+        self._deltas.close()
 
 
 class VlmRunner:
@@ -309,4 +308,5 @@ class VlmRunner:
             raise InvalidInput("temperature must be between 0 and 2", field="temperature")
         if not 0 < req.top_p <= 1:
             raise InvalidInput("top_p must be in (0, 1]", field="top_p")
+        check_seed(req.seed)
         return dataclasses.replace(req, images=images, max_new_tokens=min(max_new, args.max_new_tokens))
