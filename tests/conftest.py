@@ -32,6 +32,9 @@ def _loopback_only(sock: socket.socket, address, *args, **kwargs):
 
 socket.socket.connect = _loopback_only
 
+# `fake_lmdeploy`: lmdeploy 0.18.0's stand-in as `lmdeploy` for one test (tests/standins/).
+pytest_plugins = ["tests.standins.lmdeploy_fixture"]
+
 
 def pytest_collection_modifyitems(config, items):
     import torch

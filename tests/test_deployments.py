@@ -7,6 +7,7 @@ import gc
 import pytest
 from pydantic import ValidationError
 
+from deployments.asr import AsrDeploymentArgs, SpeechRecognition
 from deployments.common import ModelReplica, with_resolved_paths
 from deployments.image import ImageGeneration
 from deployments.tts import SpeechSynthesis
@@ -57,3 +58,30 @@ def test_warmup_is_on_by_default_and_not_a_ray_option():
     assert args.warmup is True
     assert "warmup" not in args.serve_options()
     assert "warmup" not in args.serve_options()["ray_actor_options"]
+
+
+def test_bad_hotwords_fail_only_their_own_request(tiny_models):
+    """Concurrent requests on one ASR replica: the one with 101 hotwords is refused, the other answered."""
+    import asyncio
+
+    import numpy as np
+
+    from mmserve.errors import InvalidInput
+    from mmserve.runners.asr import Transcript
+
+    funasr = tiny_models / "funasr"
+    args = AsrDeploymentArgs(
+        runner=AsrArgs(model=str(funasr / "paraformer"), vad_model=str(funasr / "vad"), device="cpu"),
+        deployment=DeploymentArgs(warmup=False),
+    )
+    replica = SpeechRecognition.func_or_class(args)
+    gc.unfreeze()
+    tone = (0.1 * np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+
+    async def together():
+        return await asyncio.gather(replica.transcribe(tone), replica.transcribe(tone, ["w"] * 101),
+                                    return_exceptions=True)
+
+    good, bad = asyncio.run(together())
+    assert isinstance(good, Transcript), good
+    assert isinstance(bad, InvalidInput) and bad.field == "hotwords"

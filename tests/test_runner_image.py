@@ -52,6 +52,25 @@ def test_batch_groups_compatible_requests_and_keeps_order(runner, monkeypatch):
     assert sorted(calls) == [(128, 128, 3), (192, 64, 1)]  # two pipeline calls, not three
 
 
+def test_a_batch_runs_as_calls_of_at_most_max_images_per_call(runner, monkeypatch):
+    """Activation memory grows with the images in one call: a 2 x 4-image batch must not be one call of 8."""
+    calls, pipe = [], runner.pipe
+
+    def spy(**kwargs):
+        calls.append(len(kwargs["prompt"]))
+        return pipe(**kwargs)
+
+    monkeypatch.setattr(runner, "pipe", spy)
+    monkeypatch.setattr(runner, "args", runner.args.model_copy(update={"max_images_per_call": 3}))
+    out = runner.generate([req(num_images=4, seed=1), req(num_images=3, seed=9)])
+    assert [len(images) for images in out] == [4, 3]
+    assert calls == [3, 3, 1]
+
+
+def test_vae_decodes_one_image_at_a_time(runner):
+    assert runner.pipe.vae.use_slicing
+
+
 def test_seed_gives_same_images_alone_and_batched(runner):
     seeded = req(seed=1234, num_images=2)
     [alone] = runner.generate([seeded])

@@ -313,6 +313,8 @@ class _LmdeployStream(ChatStream):
             parts.append(tail)
             yield tail
         last = self._request.last
+        if last is None:  # cancelled before the engine answered: no result
+            return
         self.result = ChatResult(
             text="".join(parts),
             prompt_tokens=last.input_token_len,

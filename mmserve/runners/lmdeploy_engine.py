@@ -9,7 +9,6 @@ lmdeploy is imported lazily: it is in the ``gpu`` extra and does not run on CPU 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
@@ -30,7 +29,8 @@ SessionLen = Annotated[
     int | None, Field(ge=1, description="lmdeploy: max tokens per session, prompt + answer (None: the model's).")
 ]
 KvCacheFraction = Annotated[
-    Annotated[float, Field(gt=0, lt=1)] | Literal["auto"],  # both engines assert 0 < x < 1 in 0.18
+    # PyTorch asserts 0 < x < 1; TurboMind reads x >= 1 as a number of KV blocks, which is not offered here
+    Annotated[float, Field(gt=0, lt=1)] | Literal["auto"],
     Field(
         description="lmdeploy: fraction of the GPU memory free after loading the weights that the KV cache takes; "
         "'auto' sizes it at replica start so the replica stays inside its Ray GPU share (kv_cache_ratio).",
@@ -96,8 +96,8 @@ def load_pipeline(opts: LmdeployOptions):
     ratio = opts.cache_max_entry_count
     if ratio == "auto":
         ratio = auto_kv_cache_ratio(model, opts)
-    config = engine_config(dtype=opts.dtype, tp=opts.tp, session_len=opts.session_len, cache_max_entry_count=ratio)
     try:
+        config = engine_config(dtype=opts.dtype, tp=opts.tp, session_len=opts.session_len, cache_max_entry_count=ratio)
         pipe = lmdeploy.pipeline(model, backend_config=config, log_level="WARNING")
     except Exception as exc:  # lmdeploy raises many types for a bad folder or unsupported arch
         raise ConfigError(f"lmdeploy could not load {opts.model!r}: {exc}", field="model") from exc
@@ -157,38 +157,41 @@ class LmdeployRequest:
     """One generation in an lmdeploy session of its own, so that any thread can abort it.
 
     Dropping ``stream_infer``'s iterator does not stop lmdeploy: only the session's ``abort()``
-    frees the request's batch slot and KV blocks. ``abort()`` blocks until lmdeploy's own event
-    loop has handled it, so callers on an event loop run it in a thread.
+    does. In 0.18 an abort is a silent no-op until the request holds an engine handle (during
+    preprocessing, or while it waits for a batch slot), so every response that arrives after a
+    cancel aborts again. ``abort()`` blocks until lmdeploy's event loop has handled it: callers on
+    an event loop run it in a thread.
     """
 
     def __init__(self, pipe, prompt, gen_config):
         self._session = pipe.session()
         self._outputs = pipe.stream_infer(prompt, sessions=self._session, gen_config=gen_config)
-        self._lock = threading.Lock()
-        self._ended = False
+        self._finished = False
+        self._cancelled = False
         self.last = None  # the last Response: token counts and finish reason
 
     def responses(self) -> Iterator:
         """Responses whose ``text`` is the delta since the previous one; errors raise (see raise_on_error)."""
         for out in self._outputs:
-            if out.finish_reason is not None:
-                with self._lock:
-                    self._ended = True
-            if out.finish_reason == "abort":
+            self._finished = out.finish_reason is not None
+            if self._cancelled or out.finish_reason == "abort":
+                self.abort()
                 break
             raise_on_error(out)
             self.last = out
             yield out
-        if self.last is None:
+        if self.last is None and not self._cancelled:
             raise RuntimeError("lmdeploy returned no response")
 
+    def text(self) -> str:
+        """Run to the end and return the whole text (``last`` then holds the counts)."""
+        return "".join(out.text for out in self.responses())
+
     def abort(self) -> None:
-        """Stop generating now (thread-safe; a no-op once lmdeploy has finished the request)."""
-        with self._lock:
-            if self._ended:
-                return
-            self._ended = True
-        self._session.abort()
+        """Stop generating (thread-safe; a no-op once lmdeploy has finished the request)."""
+        self._cancelled = True
+        if not self._finished:
+            self._session.abort()
 
 
 def local_weights(model: str) -> str:
@@ -232,7 +235,7 @@ def kv_cache_ratio(
     ``cudaMemGetInfo`` when it creates the engine, after exporting the weights; the PyTorch engine
     uses ``torch.cuda.mem_get_info`` after building the model and first subtracts a runtime
     reserve (prefill logits: ``(max_prefill_token_num + 2 * max_batch_size) * vocab * 2`` bytes,
-    ~2.6 GB for a 152k vocabulary). Both require ``0 < x < 1``. The free memory is device-wide: it
+    ~2.6 GB for a 152k vocabulary). The free memory is device-wide: it
     ignores Ray's num_gpus and torch's per-process cap (``cap_gpu_memory``), so the default 0.8 on
     a shared GPU takes 80% of everything left, starving the replicas beside it (and overruns the
     torch cap with the PyTorch engine, whose cache is a torch allocation).

@@ -33,7 +33,6 @@ from mmserve.runners.lmdeploy_engine import (
     check_seed,
     generation_config,
     load_pipeline,
-    raise_on_error,
 )
 
 log = logging.getLogger(__name__)
@@ -225,10 +224,11 @@ class LmdeployVlmBackend:
         )
 
     def generate(self, req: VlmRequest) -> VlmResult:
-        out = self.pipe.infer(self._prompt(req), gen_config=self._gen_config(req))
-        raise_on_error(out)
+        request = LmdeployRequest(self.pipe, self._prompt(req), self._gen_config(req))
+        text = request.text()
+        out = request.last
         return VlmResult(
-            text=out.text,
+            text=text,
             prompt_tokens=out.input_token_len,
             completion_tokens=out.generate_token_len,
             finish_reason="length" if out.finish_reason == "length" else "stop",

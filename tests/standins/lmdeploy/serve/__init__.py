@@ -1,0 +1,1 @@
+"""Stand-in for ``lmdeploy.serve`` (only what ``Pipeline`` uses)."""

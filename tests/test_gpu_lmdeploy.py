@@ -1,0 +1,164 @@
+"""mmserve's lmdeploy branches (LLM and VLM) on CPU, through the lmdeploy 0.18.0 stand-in.
+
+The stand-in (`tests/standins/lmdeploy`) has the real signatures and checks, generates on a thread
+of its own and keeps generating when its iterator is dropped, as lmdeploy does: only an abort of
+the request's session stops it. `FakeGpu` answers the torch.cuda calls that need a GPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+import mmserve.runners.lmdeploy_engine as engine_module
+from deployments.llm import ChatLLM, LlmDeploymentArgs
+from deployments.vlm import VisionLanguage, VlmDeploymentArgs
+from mmserve.config import DeploymentArgs
+from mmserve.errors import InvalidInput
+from mmserve.runners.llm import ChatMessage, GenerationParams, LlmArgs, LlmRunner
+from mmserve.runners.vlm import VlmArgs, VlmRequest, VlmRunner
+from tests.standins.cuda import FakeGpu
+
+HELLO = [ChatMessage(role="user", content="hello")]
+NO_WARMUP = DeploymentArgs(warmup=False)
+
+
+@pytest.fixture
+def gpu(monkeypatch) -> FakeGpu:
+    return FakeGpu(total_gb=80, used_gb=10).install(monkeypatch)
+
+
+def llm_args(tiny_models, **kw) -> LlmArgs:
+    return LlmArgs(model=str(tiny_models / "qwen"), backend="lmdeploy", device="cuda", **kw)
+
+
+def wait_for(condition, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_kv_cache_is_sized_from_the_replica_share_and_free_memory(tiny_models, gpu, fake_lmdeploy, monkeypatch):
+    monkeypatch.setattr(engine_module, "assigned_gpu_fraction", lambda: 0.27)
+    LlmRunner(llm_args(tiny_models)).close()
+    weights = engine_module.checkpoint_gb(str(tiny_models / "qwen"))
+    expected = (0.27 * 80 - weights - 3.0) / (70 - weights)  # 10 GB of the 80 already held by others
+    (config,) = fake_lmdeploy.recorder.named("TurbomindEngineConfig")
+    assert config.kwargs["cache_max_entry_count"] == pytest.approx(expected)
+    assert fake_lmdeploy.recorder.last("pipeline").args[0] == str(tiny_models / "qwen")
+
+
+def test_a_share_too_small_for_the_cache_fails_at_start_naming_num_gpus(tiny_models, gpu, fake_lmdeploy, monkeypatch):
+    from mmserve.errors import ConfigError
+
+    monkeypatch.setattr(engine_module, "assigned_gpu_fraction", lambda: 0.03)  # 2.4 GB < 3 GB reserve
+    with pytest.raises(ConfigError) as err:
+        LlmRunner(llm_args(tiny_models))
+    assert err.value.field == "num_gpus"
+    assert not fake_lmdeploy.recorder.named("pipeline")
+
+
+def test_chat_and_stream_through_the_engine(tiny_models, gpu, fake_lmdeploy):
+    runner = LlmRunner(llm_args(tiny_models, cache_max_entry_count=0.5, max_new_tokens=8))
+    result = runner.chat(HELLO, GenerationParams(max_new_tokens=5, seed=3))
+    assert result.completion_tokens == 5 and result.finish_reason == "length"
+    assert fake_lmdeploy.recorder.last("GenerationConfig").kwargs["random_seed"] == 3
+    stream = runner.stream(HELLO, GenerationParams(max_new_tokens=5, seed=3))
+    assert "".join(stream) == result.text and stream.result == result
+    runner.close()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_a_seed_outside_uint64_is_a_400_before_the_engine(tiny_models, gpu, fake_lmdeploy, seed):
+    runner = LlmRunner(llm_args(tiny_models, cache_max_entry_count=0.5))
+    with pytest.raises(InvalidInput) as err:
+        runner.chat(HELLO, GenerationParams(seed=seed))
+    assert err.value.field == "seed"
+    assert not fake_lmdeploy.recorder.named("GenerationConfig")
+    runner.close()
+
+
+def test_images_past_the_session_length_are_a_400_not_a_500(tiny_models, gpu, fake_lmdeploy):
+    fake_lmdeploy.settings.image_tokens = 3000  # InternVL: up to 13 tiles x 256 tokens per large image
+    runner = VlmRunner(VlmArgs(model=str(tiny_models / "internvl"), backend="lmdeploy", device="cuda",
+                               cache_max_entry_count=0.5, session_len=4096, max_images=4))
+    images = [Image.new("RGB", (64, 64), (i * 40, 0, 0)) for i in range(3)]
+    with pytest.raises(InvalidInput, match="session length") as err:
+        runner.answer(VlmRequest(question="compare them", images=images))
+    assert err.value.status_code == 400 and err.value.field == "messages"
+    assert runner.answer(VlmRequest(question="and one?", images=images[:1], max_new_tokens=3)).completion_tokens == 3
+    runner.close()
+
+
+def test_an_engine_failure_stays_a_server_error():
+    class Failed:
+        finish_reason, error_code, error_message, text = "error", "internal_error", "CUDA error", ""
+
+    with pytest.raises(RuntimeError, match="internal_error"):
+        engine_module.raise_on_error(Failed())
+
+
+# --- a client that goes away stops generation --------------------------------------------------
+
+
+async def _read_then_leave(stream, items: int) -> list:
+    got = []
+    async for item in stream:
+        got.append(item)
+        if len(got) == items:
+            break
+    await stream.aclose()  # what Serve does when the HTTP client disconnects
+    return got
+
+
+def _assert_aborted_early(fake_lmdeploy, max_new: int, *, off_the_loop: bool = True) -> None:
+    engine = fake_lmdeploy.engine
+    wait_for(lambda: engine.finished, what="the engine to end the request")
+    ((session, how),) = engine.finished.items()
+    assert how == "cancel"
+    assert engine.tokens(session) < max_new / 4
+    aborts = fake_lmdeploy.recorder.named("Session.abort")
+    assert aborts
+    if off_the_loop:
+        assert all(call.thread != threading.main_thread().name for call in aborts), "abort blocked the event loop"
+
+
+def test_llm_disconnect_aborts_the_lmdeploy_request(tiny_models, gpu, fake_lmdeploy):
+    fake_lmdeploy.settings.step_s = 0.005
+    replica = ChatLLM.func_or_class(LlmDeploymentArgs(
+        runner=llm_args(tiny_models, cache_max_entry_count=0.5, max_new_tokens=2000), deployment=NO_WARMUP))
+    gc.unfreeze()
+    got = asyncio.run(_read_then_leave(replica.stream(HELLO, GenerationParams(max_new_tokens=2000)), 3))
+    assert len(got) == 3
+    _assert_aborted_early(fake_lmdeploy, 2000)
+    replica.runner.close()
+
+
+def test_a_cancel_during_preprocessing_still_stops_the_request(tiny_models, gpu, fake_lmdeploy):
+    """lmdeploy 0.18 ignores an abort until the request holds an engine handle."""
+    fake_lmdeploy.settings.preprocess_s = 0.2
+    runner = LlmRunner(llm_args(tiny_models, cache_max_entry_count=0.5, max_new_tokens=2000))
+    stream = runner.stream(HELLO, GenerationParams(max_new_tokens=2000))
+    stream.cancel()  # before the engine has the request
+    list(stream)  # drains what the engine sent before it stopped
+    _assert_aborted_early(fake_lmdeploy, 2000, off_the_loop=False)
+    runner.close()
+
+
+def test_vlm_disconnect_aborts_the_lmdeploy_request(tiny_models, gpu, fake_lmdeploy):
+    fake_lmdeploy.settings.step_s = 0.005
+    replica = VisionLanguage.func_or_class(VlmDeploymentArgs(
+        runner=VlmArgs(model=str(tiny_models / "internvl"), backend="lmdeploy", device="cuda",
+                       cache_max_entry_count=0.5, max_new_tokens=2000), deployment=NO_WARMUP))
+    gc.unfreeze()
+    request = VlmRequest(question="describe", images=[Image.new("RGB", (32, 32))], max_new_tokens=2000)
+    assert len(asyncio.run(_read_then_leave(replica.stream(request), 2))) == 2
+    _assert_aborted_early(fake_lmdeploy, 2000)
+    replica.runner.close()
