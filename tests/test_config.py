@@ -20,19 +20,22 @@ LOCAL = ROOT / "configs" / "local.yaml"
 MODEL_DEPLOYMENTS = ("asr", "image", "llm", "tts", "vlm", "music")
 
 
-def test_serve_config_gives_every_model_a_gpu_fraction_and_autoscaling():
+def test_serve_config_gives_every_gpu_model_a_fraction_and_autoscaling():
+    """Planned for one 80 GB GPU (tests/test_plan.py checks the memory): ASR runs on CPU there."""
     args = load_app_args(PROD)
     total = 0.0
     for name in MODEL_DEPLOYMENTS:
         deployment = getattr(args, name).deployment
-        assert 0 < deployment.num_gpus <= 1, name
+        assert 0 < deployment.num_gpus <= 1 or name == "asr", name
         assert deployment.autoscaling is not None, name
         assert deployment.autoscaling.max_replicas >= deployment.autoscaling.min_replicas
         assert deployment.max_queued_requests > 0, f"{name} needs a bounded queue"
-        total += deployment.num_gpus
-    assert total <= 1.0, "the model set should pack onto one 80 GB GPU"
+        total += deployment.num_gpus * deployment.autoscaling.max_replicas
+    assert total <= 1.0, "every model at max_replicas should pack onto the one 80 GB GPU"
+    assert args.asr.deployment.num_gpus == 0 and args.asr.runner.ncpu == args.asr.deployment.num_cpus
     assert args.music.deployment.autoscaling.min_replicas == 0, "rarely used music scales to zero"
     assert args.gateway.deployment.autoscaling is not None
+    assert args.cluster is not None and args.cluster.gpu_memory_gb == 80
 
 
 def test_serve_config_uses_the_app_builder_and_real_model_ids():
@@ -60,7 +63,7 @@ def test_typos_in_config_are_errors_not_silently_ignored():
 def test_serve_options_carry_fraction_and_autoscaling():
     options = load_app_args(PROD).image.deployment.serve_options()
     assert options["num_replicas"] == "auto"
-    assert options["ray_actor_options"]["num_gpus"] == 0.30
+    assert options["ray_actor_options"]["num_gpus"] == 0.26
     assert options["autoscaling_config"]["max_replicas"] >= 1
     assert options["max_queued_requests"] > 0
 
@@ -80,13 +83,17 @@ def test_production_shaped_app_schedules_on_logical_gpus(ray_cluster):
     args = load_app_args(PROD)
     args.asr.runner = args.asr.runner.model_copy(
         update={"model": "funasr/paraformer", "vad_model": "funasr/vad", "punc_model": "funasr/punc", "ncpu": 1})
-    args.image.runner = args.image.runner.model_copy(update={"model": "sd3", "default_steps": 2})
+    # bitsandbytes needs CUDA: the tiny SD3 runs unquantized on the logical GPUs.
+    args.image.runner = args.image.runner.model_copy(update={"model": "sd3", "default_steps": 2, "quantization": "none"})
     args.llm.runner = args.llm.runner.model_copy(update={"model": "qwen", "max_new_tokens": 16})
     args.tts.runner = args.tts.runner.model_copy(update={"model": "chattts", "max_new_token": 32})
     # lmdeploy has no CPU path: the same folder through the transformers backend stands in here.
     args.vlm.runner = args.vlm.runner.model_copy(
         update={"model": "internvl", "backend": "transformers", "max_new_tokens": 8})
     args.music.runner = args.music.runner.model_copy(update={"model": "stable_audio", "default_steps": 2})
+    # The driver cannot see the tiny folders (replicas resolve them via MMSERVE_MODEL_ROOT), and an
+    # 80 GB memory plan says nothing about tiny models: tests/test_plan.py covers the plan.
+    args.cluster = None
     serve.run(build_app(args), name="prod-shaped", route_prefix="/prod")
     try:
         status = serve.status().applications["prod-shaped"]

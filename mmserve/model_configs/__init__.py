@@ -1,0 +1,62 @@
+"""Architecture configs of the default production models, shipped with the package.
+
+No model hub is reachable from CI or from the capacity planner, yet both need the real sizes:
+the planner counts parameters from these configs (built on the meta device), and benchmarks
+build real-size random-weight models from them. Each folder is laid out like its hub repo, so
+`from_pretrained` / `from_config` read it directly, e.g.
+`SD3Transformer2DModel.from_config(SD3Transformer2DModel.load_config(path("sd3-medium") / "transformer"))`.
+
+Differences from the hub repos (weights, tokenizers and processors are never shipped):
+- `internvl2.5-4b` is the HF-native `InternVLConfig` (`InternVLForConditionalGeneration`, the
+  layout of `OpenGVLab/InternVL3-*-hf`) with InternVL2.5-4B's dimensions (InternViT-300M-448px-V2_5
+  + Qwen2.5-3B, untied head, vocab 151674): transformers instantiates it without remote code.
+- `paraformer-large` / `fsmn-vad` hold FunASR's `config.yaml` only (no tokens.json, am.mvn);
+  the ASR vocabulary size is `VOCAB_SIZES`. The CT-Transformer punctuation model is not shipped:
+  no verifiable copy of its config was found, so the planner reports it as not sized.
+- `chattts` holds the GPT body's config (`asset/gpt/config.json`); ChatTTS hard-codes its other
+  components' sizes in `ChatTTS.config.Config`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).parent
+COUNTS_FILE = ROOT / "param_counts.json"  # parameter counts of these configs (mmserve.plan.sizing)
+
+# hub id (as written in serve_config.yaml) -> folder key under this package
+HUB_IDS: dict[str, str] = {
+    "Qwen/Qwen2.5-7B-Instruct": "qwen2.5-7b-instruct",
+    "stabilityai/stable-diffusion-3-medium-diffusers": "sd3-medium",
+    "OpenGVLab/InternVL2_5-4B": "internvl2.5-4b",
+    "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch": "paraformer-large",
+    "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch": "fsmn-vad",
+    "2Noise/ChatTTS": "chattts",
+    "stabilityai/stable-audio-open-1.0": "stable-audio-open-1.0",
+}
+
+# FunASR models size their output layer from tokens.json, which is not shipped.
+VOCAB_SIZES: dict[str, int] = {"paraformer-large": 8404}
+
+
+def keys() -> list[str]:
+    return sorted(p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith("_"))
+
+
+def path(key: str) -> Path:
+    """The folder of one shipped config, e.g. `path("sd3-medium") / "vae" / "config.json"`."""
+    folder = ROOT / key
+    if not folder.is_dir():
+        raise KeyError(f"no shipped model config {key!r}; known: {', '.join(keys())}")
+    return folder
+
+
+def key_for(model: str) -> str | None:
+    """The shipped key for a hub id, or for a folder named like one (`/models/ChatTTS` -> chattts)."""
+    if model in HUB_IDS:
+        return HUB_IDS[model]
+    lowered = {hub.lower(): key for hub, key in HUB_IDS.items()}
+    if model.lower() in lowered:
+        return lowered[model.lower()]
+    name = Path(model).name.lower()
+    return next((key for hub, key in HUB_IDS.items() if Path(hub).name.lower() == name), None)
