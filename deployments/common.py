@@ -154,18 +154,21 @@ async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
             pass
 
     def produce() -> None:
+        error = None
         try:
             for item in iterator:
                 if stop.is_set():
                     break
                 send((item, None))
-            send((_END, None))
         except BaseException as exc:  # re-raised in the consumer
-            send((_END, exc))
-        finally:
-            close = getattr(iterator, "close", None)
+            error = exc
+        close = getattr(iterator, "close", None)
+        try:
             if close is not None:
-                close()
+                close()  # before the end is announced: a finished stream holds nothing any more
+        except BaseException as exc:
+            error = error or exc
+        send((_END, error))
 
     threading.Thread(target=produce, name="stream-producer", daemon=True).start()
     finished = False
@@ -182,7 +185,7 @@ async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
         if not finished:
             stop.set()
             cancel = getattr(iterator, "cancel", None)
-            if cancel is not None:
+            if cancel is not None and not loop.is_closed():
                 loop.run_in_executor(None, cancel)
 
 

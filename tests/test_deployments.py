@@ -85,3 +85,65 @@ def test_bad_hotwords_fail_only_their_own_request(tiny_models):
     good, bad = asyncio.run(together())
     assert isinstance(good, Transcript), good
     assert isinstance(bad, InvalidInput) and bad.field == "hotwords"
+
+
+def _drive(stream, items: int):
+    import asyncio
+
+    async def read_then_leave():
+        got = []
+        async for item in stream:
+            got.append(item)
+            if len(got) == items:
+                break
+        await stream.aclose()  # what Serve does when the HTTP client disconnects
+        return got
+
+    return asyncio.run(read_then_leave())
+
+
+def test_a_client_that_leaves_stops_transformers_generation(tiny_models, monkeypatch):
+    """The deployment's stream is driven on a thread; leaving early cancels the runner's generate()."""
+    import time
+
+    from deployments.llm import ChatLLM, LlmDeploymentArgs
+    from mmserve.runners import llm
+    from mmserve.runners.llm import ChatMessage, GenerationParams, LlmArgs
+
+    tokens = []
+    real_put = llm._TokenQueue.put
+    monkeypatch.setattr(llm._TokenQueue, "put", lambda self, value: tokens.append(1) or real_put(self, value))
+    replica = ChatLLM.func_or_class(LlmDeploymentArgs(
+        runner=LlmArgs(model=str(tiny_models / "qwen"), device="cpu", max_new_tokens=1500),
+        deployment=DeploymentArgs(warmup=False)))
+    gc.unfreeze()
+    streams = []
+    real_stream = replica.runner.stream
+    monkeypatch.setattr(replica.runner, "stream", lambda *a: streams.append(real_stream(*a)) or streams[-1])
+    messages = [ChatMessage(role="user", content="tell me a long story")]
+    assert len(_drive(replica.stream(messages, GenerationParams(max_new_tokens=1500, temperature=1.0)), 3)) == 3
+    deadline = time.monotonic() + 60
+    while streams[0]._thread.is_alive():
+        assert time.monotonic() < deadline, "generation did not stop"
+        time.sleep(0.01)
+    assert len(tokens) < 1500 / 2 and streams[0].result is None
+
+
+def test_a_stream_that_fails_raises_in_the_consumer():
+    from deployments.common import iterate_in_thread
+
+    closed = []
+
+    class Failing:
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            raise RuntimeError("decoder failed")
+
+        def close(self):
+            closed.append(True)
+
+    with pytest.raises(RuntimeError, match="decoder failed"):
+        _drive(iterate_in_thread(Failing()), 1)
+    assert closed == [True]

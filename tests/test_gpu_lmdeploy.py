@@ -34,7 +34,7 @@ def gpu(monkeypatch) -> FakeGpu:
 
 
 def llm_args(tiny_models, **kw) -> LlmArgs:
-    return LlmArgs(model=str(tiny_models / "qwen"), backend="lmdeploy", device="cuda", **kw)
+    return LlmArgs(**{"model": str(tiny_models / "qwen"), "backend": "lmdeploy", "device": "cuda", **kw})
 
 
 def wait_for(condition, timeout: float = 10.0, what: str = "condition") -> None:
@@ -161,4 +161,85 @@ def test_vlm_disconnect_aborts_the_lmdeploy_request(tiny_models, gpu, fake_lmdep
     request = VlmRequest(question="describe", images=[Image.new("RGB", (32, 32))], max_new_tokens=2000)
     assert len(asyncio.run(_read_then_leave(replica.stream(request), 2))) == 2
     _assert_aborted_early(fake_lmdeploy, 2000)
+    replica.runner.close()
+
+
+# --- refusals before anything loads, and lmdeploy's own failures ----------------------------------
+
+
+@pytest.mark.parametrize("change, field", [({"device": "cpu"}, "device"), ({"dtype": "float32"}, "dtype")])
+def test_lmdeploy_refuses_what_it_cannot_run(tiny_models, gpu, fake_lmdeploy, change, field):
+    from mmserve.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        LlmRunner(llm_args(tiny_models, **change))
+    assert err.value.field == field and not fake_lmdeploy.recorder.named("pipeline")
+
+
+def test_lmdeploy_not_installed_is_a_config_error(tiny_models, gpu):
+    from mmserve.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lmdeploy==0.18.0") as err:
+        LlmRunner(llm_args(tiny_models))
+    assert err.value.field == "backend"
+
+
+def test_a_folder_lmdeploy_cannot_load_is_a_config_error(tmp_path, gpu, fake_lmdeploy):
+    from mmserve.errors import ConfigError
+    from mmserve.runners.lmdeploy_engine import load_pipeline
+
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(LlmArgs(model=str(tmp_path), backend="lmdeploy", cache_max_entry_count=0.5))
+    assert err.value.field == "model"
+
+
+def test_hub_ids_resolve_through_the_hub_cache_first(tiny_models, monkeypatch):
+    import huggingface_hub
+
+    from mmserve.errors import ConfigError
+
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo: asked.append(repo) or str(tiny_models / "qwen"))
+    assert engine_module.local_weights("Qwen/Qwen2.5-7B-Instruct") == str(tiny_models / "qwen")
+    assert asked == ["Qwen/Qwen2.5-7B-Instruct"]
+    monkeypatch.undo()
+    with pytest.raises(ConfigError) as err:  # offline, not cached
+        engine_module.local_weights("nobody/not-cached-anywhere")
+    assert err.value.field == "model"
+
+
+def test_memory_others_hold_beyond_their_shares_fails_the_start(tiny_models, fake_lmdeploy, monkeypatch):
+    from mmserve.errors import ConfigError
+
+    FakeGpu(total_gb=80, used_gb=75).install(monkeypatch)
+    monkeypatch.setattr(engine_module, "assigned_gpu_fraction", lambda: 0.27)
+    with pytest.raises(ConfigError, match="beyond their shares"):
+        LlmRunner(llm_args(tiny_models))
+
+
+def test_temperature_above_two_is_a_400(tiny_models, gpu, fake_lmdeploy):
+    runner = LlmRunner(llm_args(tiny_models, cache_max_entry_count=0.5))
+    with pytest.raises(InvalidInput) as err:
+        runner.chat(HELLO, GenerationParams(temperature=2.5))
+    assert err.value.field == "temperature"
+    runner.close()
+
+
+def test_a_stop_string_ends_the_request_in_the_engine(tiny_models, gpu, fake_lmdeploy):
+    runner = LlmRunner(llm_args(tiny_models, cache_max_entry_count=0.5, max_new_tokens=400))
+    whole = runner.chat(HELLO, GenerationParams(max_new_tokens=400, seed=5)).text
+    stop = whole[len(whole) // 4 : len(whole) // 4 + 3]
+    cut = runner.chat(HELLO, GenerationParams(max_new_tokens=400, seed=5, stop=[stop]))
+    assert cut.text == whole[: whole.index(stop)] and cut.finish_reason == "stop"
+    wait_for(lambda: len(fake_lmdeploy.engine.finished) == 2, what="both requests to end")
+    assert sorted(fake_lmdeploy.engine.finished.values()) == ["cancel", "finish"]
+    runner.close()
+
+
+def test_the_health_check_asks_the_gpu(tiny_models, gpu, fake_lmdeploy):
+    replica = ChatLLM.func_or_class(LlmDeploymentArgs(
+        runner=llm_args(tiny_models, cache_max_entry_count=0.5), deployment=NO_WARMUP))
+    gc.unfreeze()
+    replica.check_health()
+    assert (0,) in gpu.called("mem_get_info")
     replica.runner.close()
