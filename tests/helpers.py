@@ -40,3 +40,14 @@ def decode_b64_png(b64: str) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+async def read_then_leave(stream, items: int) -> list:
+    """Take `items` items of an async stream, then close it as Serve does when the HTTP client disconnects."""
+    got = []
+    async for item in stream:
+        got.append(item)
+        if len(got) == items:
+            break
+    await stream.aclose()
+    return got

@@ -13,6 +13,7 @@ from deployments.image import ImageGeneration
 from deployments.tts import SpeechSynthesis
 from mmserve.config import DeploymentArgs
 from mmserve.runners.asr import AsrArgs
+from tests.helpers import read_then_leave
 
 
 @pytest.mark.parametrize("deployment", [ImageGeneration, SpeechSynthesis])
@@ -90,16 +91,7 @@ def test_bad_hotwords_fail_only_their_own_request(tiny_models):
 def _drive(stream, items: int):
     import asyncio
 
-    async def read_then_leave():
-        got = []
-        async for item in stream:
-            got.append(item)
-            if len(got) == items:
-                break
-        await stream.aclose()  # what Serve does when the HTTP client disconnects
-        return got
-
-    return asyncio.run(read_then_leave())
+    return asyncio.run(read_then_leave(stream, items))
 
 
 def test_a_client_that_leaves_stops_transformers_generation(tiny_models, monkeypatch):

@@ -22,6 +22,7 @@ from mmserve.config import DeploymentArgs
 from mmserve.errors import InvalidInput
 from mmserve.runners.llm import ChatMessage, GenerationParams, LlmArgs, LlmRunner
 from mmserve.runners.vlm import VlmArgs, VlmRequest, VlmRunner
+from tests.helpers import read_then_leave
 from tests.standins.cuda import FakeGpu
 
 HELLO = [ChatMessage(role="user", content="hello")]
@@ -108,16 +109,6 @@ def test_an_engine_failure_stays_a_server_error():
 # --- a client that goes away stops generation --------------------------------------------------
 
 
-async def _read_then_leave(stream, items: int) -> list:
-    got = []
-    async for item in stream:
-        got.append(item)
-        if len(got) == items:
-            break
-    await stream.aclose()  # what Serve does when the HTTP client disconnects
-    return got
-
-
 def _assert_aborted_early(fake_lmdeploy, max_new: int, *, off_the_loop: bool = True) -> None:
     engine = fake_lmdeploy.engine
     wait_for(lambda: engine.finished, what="the engine to end the request")
@@ -135,7 +126,7 @@ def test_llm_disconnect_aborts_the_lmdeploy_request(tiny_models, gpu, fake_lmdep
     replica = ChatLLM.func_or_class(LlmDeploymentArgs(
         runner=llm_args(tiny_models, cache_max_entry_count=0.5, max_new_tokens=2000), deployment=NO_WARMUP))
     gc.unfreeze()
-    got = asyncio.run(_read_then_leave(replica.stream(HELLO, GenerationParams(max_new_tokens=2000)), 3))
+    got = asyncio.run(read_then_leave(replica.stream(HELLO, GenerationParams(max_new_tokens=2000)), 3))
     assert len(got) == 3
     _assert_aborted_early(fake_lmdeploy, 2000)
     replica.runner.close()
@@ -159,7 +150,7 @@ def test_vlm_disconnect_aborts_the_lmdeploy_request(tiny_models, gpu, fake_lmdep
                        cache_max_entry_count=0.5, max_new_tokens=2000), deployment=NO_WARMUP))
     gc.unfreeze()
     request = VlmRequest(question="describe", images=[Image.new("RGB", (32, 32))], max_new_tokens=2000)
-    assert len(asyncio.run(_read_then_leave(replica.stream(request), 2))) == 2
+    assert len(asyncio.run(read_then_leave(replica.stream(request), 2))) == 2
     _assert_aborted_early(fake_lmdeploy, 2000)
     replica.runner.close()
 

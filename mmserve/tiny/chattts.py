@@ -126,8 +126,11 @@ def _save(module: torch.nn.Module, path: Path) -> None:
     save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(path))
 
 
-def build(out_dir: Path) -> Path:
-    """Write a complete ChatTTS custom folder (asset/ + sidecar) into out_dir and return it."""
+def build(out_dir: Path, *, size: str = "tiny") -> Path:
+    """Write a complete ChatTTS custom folder (asset/ + sidecar) into out_dir and return it.
+
+    size="real" keeps ChatTTS's own Config, i.e. the published model's architecture (benchmarks).
+    """
     from transformers import LlamaConfig, LlamaModel
     from vocos import Vocos
     from vocos.pretrained import instantiate_class
@@ -138,7 +141,13 @@ def build(out_dir: Path) -> Path:
     asset.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
 
-    cfg = _tiny_config(_write_tokenizer(asset / "tokenizer"))
+    n_text_tokens = _write_tokenizer(asset / "tokenizer")
+    if size == "real":
+        from ChatTTS.config import Config
+
+        cfg = Config()
+    else:
+        cfg = _tiny_config(n_text_tokens)
 
     vocos = Vocos(
         feature_extractor=instantiate_class(args=(), init=asdict(cfg.vocos.feature_extractor)),

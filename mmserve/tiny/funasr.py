@@ -61,10 +61,6 @@ def _punc_tokens() -> list[str]:
     return ["<blank>", "<s>", "</s>", *chars, *words, "<unk>"]
 
 
-# Paraformer-large's dimensions (~220M parameters in the real model), for benchmarks that need
-# real-size compute with random weights: encoder 50 x 512 (2048 FFN), decoder 16 x 512.
-LARGE = {"d": 512, "encoder_units": 2048, "encoder_blocks": 50, "decoder_units": 2048, "decoder_blocks": 16,
-         "seaco_units": 2048, "seaco_blocks": 2}
 TINY = {"d": 64, "encoder_units": 128, "encoder_blocks": 2, "decoder_units": 128, "decoder_blocks": 2,
         "seaco_units": 64, "seaco_blocks": 1}
 
@@ -273,10 +269,24 @@ def _write_folder(folder: Path, cfg: dict, metas: dict, task: str, tweak=None) -
     torch.save(model.state_dict(), folder / "model.pt")
 
 
+def _large_config(tokens: list[str]) -> tuple[list[str], dict]:
+    """The real SeACo-Paraformer-large config, with the token list padded to its 8404 entries."""
+    import yaml
+
+    from mmserve import model_configs
+
+    vocab = model_configs.VOCAB_SIZES["paraformer-large"]
+    tokens = tokens[:-1] + [f"<pad_{i}>" for i in range(vocab - len(tokens))] + tokens[-1:]  # <unk> stays last
+    config = yaml.safe_load((model_configs.path("paraformer-large") / "config.yaml").read_text(encoding="utf-8"))
+    config["model_conf"]["NO_BIAS"] = len(tokens) - 2
+    return tokens, config
+
+
 def build(out_dir: Path, *, size: str = "tiny") -> Path:
     """Write `paraformer/`, `vad/` and `punc/` under out_dir and return out_dir.
 
-    size="large" gives the recognizer Paraformer-large's dimensions (benchmarks); VAD and
+    size="large" gives the recognizer SeACo-Paraformer-large's real architecture (benchmarks: the
+    config shipped in mmserve/model_configs, its vocabulary padded to the real size); VAD and
     punctuation stay tiny either way.
     """
     out_dir = Path(out_dir)
@@ -287,13 +297,16 @@ def build(out_dir: Path, *, size: str = "tiny") -> Path:
     asr = out_dir / "paraformer"
     asr.mkdir(parents=True, exist_ok=True)
     tokens = _asr_tokens()
+    config = _seaco_config(len(tokens))
+    if size == "large":
+        tokens, config = _large_config(tokens)
     (asr / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")
     seg = [f"{w} {' '.join(ps)}" for w, ps in _ENGLISH.items()] + [f"{c} {c}" for c in dict.fromkeys(_CHINESE)]
     (asr / "seg_dict").write_text("\n".join(seg) + "\n", encoding="utf-8")
     _write_cmvn(asr / "am.mvn", 80 * 7)
     _write_folder(
         asr,
-        _seaco_config(len(tokens), LARGE if size == "large" else TINY),
+        config,
         {
             "tokenizer_conf": {"token_list": "tokens.json", "seg_dict_file": "seg_dict"},
             "frontend_conf": {"cmvn_file": "am.mvn"},
