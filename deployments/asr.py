@@ -16,7 +16,8 @@ from ray import serve
 from deployments.common import ModelReplica, in_thread, timed
 from mmserve import metrics
 from mmserve.config import DeploymentArgs, Strict
-from mmserve.runners.asr import SAMPLE_RATE, AsrArgs, AsrRunner, Transcript
+from mmserve.protocol.asr import Transcript
+from mmserve.runners.asr import SAMPLE_RATE, AsrArgs, AsrRunner
 
 
 class AsrDeploymentArgs(Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import logging
@@ -13,7 +14,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 from pydantic import BaseModel
 
 from mmserve.config import BatchArgs, DeploymentArgs, resolve_model_path
-from mmserve.devices import assigned_gpu_fraction, cap_gpu_memory, device_index, resolve_device
+from mmserve.devices import assigned_gpu_fraction, cap_gpu_memory, check_device, resolve_device
 
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
@@ -103,14 +104,6 @@ def prepare_replica(device: str) -> str:
     return resolved
 
 
-def check_device(device: str) -> None:
-    """Health check: a CUDA context broken by a device fault fails every later runtime call."""
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.mem_get_info(device_index(device))
-
-
 async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run model work off the replica's event loop so health checks and other requests proceed."""
     return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
@@ -124,28 +117,48 @@ async def timed(call: Awaitable[T]) -> tuple[T, float]:
 
 
 async def first_item_timer(items: AsyncIterator[T], what: str, task: str) -> AsyncIterator[T]:
-    """Pass a stream through, recording the time to its first item (token or audio chunk)."""
+    """Pass a stream through, recording the time to its first item (token or audio chunk).
+
+    Closes the stream it wraps when it is closed itself, at once rather than when garbage is collected,
+    so a client that leaves cancels the work underneath without delay.
+    """
     from mmserve import metrics
 
     start, first = time.perf_counter(), True
-    async for item in items:
-        if first:
-            metrics.time_to_first(what).observe((time.perf_counter() - start) * 1000, tags={"task": task})
-            first = False
-        yield item
+    async with contextlib.aclosing(items):
+        async for item in items:
+            if first:
+                metrics.time_to_first(what).observe((time.perf_counter() - start) * 1000, tags={"task": task})
+                first = False
+            yield item
 
 
-async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
-    """Drive a blocking iterator (a token or audio stream) on a thread of its own.
+def streamed(iterator: Iterator[T], what: str, task: str) -> contextlib.AbstractAsyncContextManager:
+    """A runner's blocking stream as an async one, time to first item recorded:
+    ``async with streamed(...) as items``. Leaving the block (the client went away) cancels it at once."""
+    return contextlib.aclosing(first_item_timer(iterate_in_thread(iterator), what, task))
 
-    When the consumer stops early (client gone), the stream's thread-safe ``cancel()`` runs at once,
-    off the event loop (lmdeploy's abort blocks until the engine answers), and the producer thread
+
+async def drained(iterator: Iterator) -> None:
+    """Run a blocking stream to its end off the event loop; a caller that is cancelled cancels it."""
+    async with contextlib.aclosing(iterate_in_thread(iterator)) as items:
+        async for _ in items:
+            pass
+
+
+async def iterate_in_thread(iterator: Iterator[T], ahead: int = 64) -> AsyncIterator[T]:
+    """Drive a blocking iterator (a token or audio stream) on a thread of its own, at most `ahead`
+    items in front of the consumer.
+
+    When the consumer stops early (client gone), the stream's thread-safe ``cancel()`` runs at once
+    on a thread of its own (lmdeploy's abort blocks until the engine answers), and the producer
     closes the iterator after its current item: a generator cannot be closed from another thread
     while it is inside ``next()`` ("generator already executing").
     """
     loop = asyncio.get_running_loop()
     items: asyncio.Queue = asyncio.Queue()
     stop = threading.Event()
+    room = threading.Semaphore(ahead)
 
     def send(entry: tuple) -> None:
         try:
@@ -157,6 +170,9 @@ async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
         error = None
         try:
             for item in iterator:
+                while not room.acquire(timeout=0.1):
+                    if stop.is_set():
+                        break
                 if stop.is_set():
                     break
                 send((item, None))
@@ -180,13 +196,24 @@ async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
                 if error is not None:
                     raise error
                 return
+            room.release()
             yield item
     finally:
         if not finished:
             stop.set()
             cancel = getattr(iterator, "cancel", None)
-            if cancel is not None and not loop.is_closed():
-                loop.run_in_executor(None, cancel)
+            if cancel is not None:
+                threading.Thread(target=_log_failure(cancel), name="stream-cancel", daemon=True).start()
+
+
+def _log_failure(fn: Callable[[], Any]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("cancelling a stream failed")
+
+    return run
 
 
 _END = object()

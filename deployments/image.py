@@ -9,7 +9,8 @@ from deployments.common import BatchedReplica, in_thread, timed
 from mmserve import metrics
 from mmserve.config import BatchArgs, DeploymentArgs, Strict
 from mmserve.media import encode_png
-from mmserve.runners.image import ImageArgs, ImageRequest, ImageRunner
+from mmserve.protocol.image import ImageRequest
+from mmserve.runners.image import ImageArgs, ImageRunner
 
 
 class ImageDeploymentArgs(Strict):

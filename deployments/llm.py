@@ -7,10 +7,11 @@ from typing import AsyncIterator
 from pydantic import Field, model_validator
 from ray import serve
 
-from deployments.common import ModelReplica, check_tensor_parallel, first_item_timer, in_thread, iterate_in_thread
+from deployments.common import ModelReplica, check_tensor_parallel, drained, streamed
 from mmserve import metrics
 from mmserve.config import DeploymentArgs, Strict
-from mmserve.runners.llm import ChatMessage, ChatResult, GenerationParams, LlmArgs, LlmRunner
+from mmserve.protocol.llm import ChatMessage, ChatResult, GenerationParams
+from mmserve.runners.llm import LlmArgs, LlmRunner
 
 
 class LlmDeploymentArgs(Strict):
@@ -30,15 +31,18 @@ class ChatLLM(ModelReplica):
         self.runner = self.load_runner(LlmRunner, args.runner, warmup=args.deployment.warmup)
 
     async def chat(self, messages: list[ChatMessage], params: GenerationParams) -> ChatResult:
-        result = await in_thread(self.runner.chat, messages, params)
-        metrics.tokens_generated().inc(result.completion_tokens, tags={"task": "llm"})
-        return result
+        """The whole reply; generated as a stream so that a caller who goes away stops the generation."""
+        stream = self.runner.stream(messages, params)
+        await drained(stream)
+        metrics.tokens_generated().inc(stream.result.completion_tokens, tags={"task": "llm"})
+        return stream.result
 
     async def stream(self, messages: list[ChatMessage], params: GenerationParams) -> AsyncIterator[str | ChatResult]:
         """Text deltas as tokens are generated, then the ChatResult (`handle.options(stream=True)`)."""
         stream = self.runner.stream(messages, params)
-        async for delta in first_item_timer(iterate_in_thread(stream), "token", "llm"):
-            yield delta
+        async with streamed(stream, "token", "llm") as deltas:
+            async for delta in deltas:
+                yield delta
         if stream.result is not None:
             metrics.tokens_generated().inc(stream.result.completion_tokens, tags={"task": "llm"})
         yield stream.result  # last item: a ChatResult with token counts and finish reason

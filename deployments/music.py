@@ -8,7 +8,8 @@ from ray import serve
 from deployments.common import ModelReplica, in_thread
 from mmserve.config import DeploymentArgs, Strict
 from mmserve.media import encode_wav
-from mmserve.runners.music import MusicArgs, MusicRequest, MusicRunner
+from mmserve.protocol.music import MusicRequest
+from mmserve.runners.music import MusicArgs, MusicRunner
 
 
 class MusicDeploymentArgs(Strict):

@@ -8,10 +8,12 @@ import numpy as np
 from pydantic import Field
 from ray import serve
 
-from deployments.common import BatchedReplica, first_item_timer, in_thread, iterate_in_thread, timed
+from deployments.common import BatchedReplica, in_thread, streamed, timed
 from mmserve import metrics
 from mmserve.config import BatchArgs, DeploymentArgs, Strict
-from mmserve.runners.tts import SpeechRequest, TtsArgs, TtsRunner
+from mmserve.protocol.audio import Audio
+from mmserve.protocol.tts import SpeechRequest
+from mmserve.runners.tts import TtsArgs, TtsRunner
 
 
 class TtsDeploymentArgs(Strict):
@@ -32,10 +34,10 @@ class SpeechSynthesis(BatchedReplica):
     def sample_rate(self) -> int:
         return self.runner.sample_rate
 
-    async def synthesize(self, request: SpeechRequest) -> np.ndarray:
-        """Float32 mono at 24 kHz; validated before batching so a bad request fails alone."""
+    async def synthesize(self, request: SpeechRequest) -> Audio:
+        """Float32 mono with the model's rate; validated before batching so a bad request fails alone."""
         self.runner.validate(request)
-        return await self.synthesize_batch(request)
+        return Audio(await self.synthesize_batch(request), self.runner.sample_rate)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
     async def synthesize_batch(self, requests: list[SpeechRequest]) -> list[np.ndarray]:
@@ -47,10 +49,11 @@ class SpeechSynthesis(BatchedReplica):
             metrics.real_time_factor().observe(elapsed / audio_s, tags={"task": "tts"})
         return clips
 
-    async def stream(self, request: SpeechRequest) -> AsyncIterator[np.ndarray]:
+    async def stream(self, request: SpeechRequest) -> AsyncIterator[Audio]:
         """Chunks leave as soon as ChatTTS decodes them (call with `handle.options(stream=True)`)."""
-        async for chunk in first_item_timer(iterate_in_thread(self.runner.stream(request)), "audio", "tts"):
-            yield chunk
+        async with streamed(self.runner.stream(request), "audio", "tts") as chunks:
+            async for chunk in chunks:
+                yield Audio(chunk, self.runner.sample_rate)
 
 
 def build(args: TtsDeploymentArgs):

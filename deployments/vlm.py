@@ -7,10 +7,11 @@ from typing import AsyncIterator
 from pydantic import Field, model_validator
 from ray import serve
 
-from deployments.common import ModelReplica, check_tensor_parallel, first_item_timer, in_thread, iterate_in_thread
+from deployments.common import ModelReplica, check_tensor_parallel, drained, streamed
 from mmserve import metrics
 from mmserve.config import DeploymentArgs, Strict
-from mmserve.runners.vlm import VlmArgs, VlmRequest, VlmResult, VlmRunner
+from mmserve.protocol.vlm import VlmRequest, VlmResult
+from mmserve.runners.vlm import VlmArgs, VlmRunner
 
 
 class VlmDeploymentArgs(Strict):
@@ -30,14 +31,17 @@ class VisionLanguage(ModelReplica):
         self.runner = self.load_runner(VlmRunner, args.runner, warmup=args.deployment.warmup)
 
     async def answer(self, request: VlmRequest) -> VlmResult:
-        result = await in_thread(self.runner.answer, request)
-        metrics.tokens_generated().inc(result.completion_tokens, tags={"task": "vlm"})
-        return result
+        """The whole answer; generated as a stream so that a caller who goes away stops the generation."""
+        stream = self.runner.stream(request)
+        await drained(stream)
+        metrics.tokens_generated().inc(stream.result.completion_tokens, tags={"task": "vlm"})
+        return stream.result
 
     async def stream(self, request: VlmRequest) -> AsyncIterator[str]:
         """Text deltas as tokens are generated (call with `handle.options(stream=True)`)."""
-        async for delta in first_item_timer(iterate_in_thread(self.runner.stream(request)), "token", "vlm"):
-            yield delta
+        async with streamed(self.runner.stream(request), "token", "vlm") as deltas:
+            async for delta in deltas:
+                yield delta
 
 
 def build(args: VlmDeploymentArgs):

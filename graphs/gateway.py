@@ -19,7 +19,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import Headers
 
-from graphs import routes_openai, routes_pipelines
+from graphs import openai, routes_pipelines
 from graphs.errors import error_response, install_error_handlers
 from graphs.image_to_speech import ImageToSpeechArgs, ImageToSpeechFlow
 from graphs.services import ServedModel, Services, install, services, waiting_for
@@ -33,7 +33,8 @@ from mmserve.limits import Limits
 access_log = logging.getLogger("mmserve.access")
 app = FastAPI(title="mmserve", version="0.1.0")
 install_error_handlers(app)
-app.include_router(routes_openai.router)
+for router in openai.ROUTERS:
+    app.include_router(router)
 app.include_router(routes_pipelines.router)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 OPEN_PATHS = {"/healthz", "/readyz"}

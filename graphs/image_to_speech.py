@@ -13,8 +13,8 @@ from graphs.speech_out import speak
 from graphs.stages import run_stage
 from mmserve.config import Strict
 from mmserve.errors import InvalidInput
-from mmserve.media import Audio
-from mmserve.runners.vlm import VlmRequest
+from mmserve.protocol.audio import Audio
+from mmserve.protocol.vlm import VlmRequest
 
 
 class ImageToSpeechArgs(Strict):

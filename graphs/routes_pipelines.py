@@ -5,9 +5,8 @@
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import StreamingResponse
 
-from graphs.routes_openai import sse
 from graphs.services import Services, services
-from graphs.stages import stage_error
+from graphs.streams import sse_events
 from graphs.uploads import read_upload
 from mmserve.errors import InvalidInput
 from mmserve.media import b64encode, decode_audio, decode_image
@@ -103,15 +102,6 @@ async def voice_chat(
         done = collected[-1]
         return {"transcript": collected[0]["text"], "reply": done["reply"],
                 "clauses": [e for e in collected if e["type"] in ("audio", "skipped")], "timings": done["timings"]}
-
-    async def body():
-        try:
-            async for event in events:
-                yield sse(event)
-        except Exception as exc:  # a stage failed after the stream started: say which, then end
-            yield sse(stage_error("voice-chat", exc).to_dict())
-        yield "data: [DONE]\n\n"
-
-    return StreamingResponse(body(), media_type="text/event-stream")
+    return StreamingResponse(sse_events(events, "voice-chat"), media_type="text/event-stream")
 
 

@@ -12,15 +12,14 @@ from graphs.clauses import split_text
 from graphs.stages import unwrap
 from mmserve.errors import InvalidInput
 from mmserve.media import b64encode, encode_wav
-from mmserve.runners.tts import SpeechRequest
-
-TTS_SAMPLE_RATE = 24000
+from mmserve.protocol.audio import Audio
+from mmserve.protocol.tts import SpeechRequest
 
 
 @dataclass
 class Speech:
     samples: np.ndarray | None
-    sample_rate: int = TTS_SAMPLE_RATE
+    sample_rate: int  # the TTS model's, as it sent it with its audio
     skipped: list[str] = field(default_factory=list)  # pieces with nothing speakable, reported
 
     def to_json(self) -> dict:
@@ -36,7 +35,8 @@ async def speak(tts: DeploymentHandle, text: str, *, voice: str | None, max_char
     pieces = split_text(text, max_chars=max_chars)
     responses = [tts.synthesize.remote(SpeechRequest(text=piece, voice=voice)) for piece in pieces]
     results = await asyncio.gather(*responses, return_exceptions=True)
-    audio, skipped = [], []
+    audio: list[Audio] = []
+    skipped: list[str] = []
     for piece, result in zip(pieces, results):
         if isinstance(result, BaseException):
             cause = unwrap(result)
@@ -45,4 +45,6 @@ async def speak(tts: DeploymentHandle, text: str, *, voice: str | None, max_char
                 continue
             raise result
         audio.append(result)
-    return Speech(np.concatenate(audio) if audio else None, skipped=skipped)
+    if not audio:  # nothing spoken: the rate is still the model's, for the response's sample_rate
+        return Speech(None, await tts.sample_rate.remote(), skipped=skipped)
+    return Speech(np.concatenate([a.samples for a in audio]), audio[0].sample_rate, skipped=skipped)

@@ -11,9 +11,9 @@ from ray.serve.handle import DeploymentHandle
 from graphs.stages import run_stage
 from mmserve.config import Strict
 from mmserve.errors import InvalidInput
-from mmserve.media import Audio
-from mmserve.runners.image import ImageRequest
-from mmserve.runners.llm import ChatMessage, GenerationParams
+from mmserve.protocol.audio import Audio
+from mmserve.protocol.image import ImageRequest
+from mmserve.protocol.llm import ChatMessage, GenerationParams
 
 REWRITE_SYSTEM_PROMPT = (
     "You turn a spoken request (often Chinese) into a concise English prompt for an image "

@@ -17,14 +17,17 @@ def unwrap(exc: BaseException) -> BaseException:
     return getattr(exc, "cause", None) or exc
 
 
-async def run_stage(name: str, call: Awaitable[T], timings: dict[str, float]) -> T:
+async def run_stage(name: str, call: Awaitable[T], timings: dict[str, float] | None = None) -> T:
+    """Await one call to a model (or a sub-flow); its failure becomes `stage_error(name, ...)` and
+    its time `timings[f"{name}_ms"]` when timings are kept."""
     start = time.perf_counter()
     try:
         return await call
     except Exception as exc:
         raise stage_error(name, exc) from None
     finally:
-        timings[f"{name}_ms"] = round((time.perf_counter() - start) * 1000, 2)
+        if timings is not None:
+            timings[f"{name}_ms"] = round((time.perf_counter() - start) * 1000, 2)
 
 
 def stage_error(name: str, exc: BaseException) -> MMServeError:

@@ -18,9 +18,10 @@ from graphs.stages import run_stage, stage_error, unwrap
 from mmserve import metrics
 from mmserve.config import Strict
 from mmserve.errors import InvalidInput
-from mmserve.media import Audio, b64encode, encode_wav
-from mmserve.runners.llm import ChatMessage, ChatResult, GenerationParams
-from mmserve.runners.tts import SpeechRequest
+from mmserve.media import b64encode, encode_wav
+from mmserve.protocol.audio import Audio
+from mmserve.protocol.llm import ChatMessage, ChatResult, GenerationParams
+from mmserve.protocol.tts import SpeechRequest
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful voice assistant. Answer briefly, in the language of the question."
 
@@ -109,11 +110,11 @@ class VoiceChatFlow:
 
     async def _audio_event(self, index: int, clause: str, response) -> dict:
         try:
-            samples = await response
+            audio: Audio = await response
         except Exception as exc:
             cause = unwrap(exc)
             if isinstance(cause, InvalidInput) and cause.field == "input":
                 return {"type": "skipped", "index": index, "text": clause, "reason": cause.message}
             raise stage_error("tts", exc) from None
-        return {"type": "audio", "index": index, "text": clause, "sample_rate": 24000,
-                "b64_wav": b64encode(encode_wav(samples, 24000))}
+        return {"type": "audio", "index": index, "text": clause, "sample_rate": audio.sample_rate,
+                "b64_wav": b64encode(encode_wav(audio.samples, audio.sample_rate))}

@@ -12,6 +12,10 @@ log = logging.getLogger(__name__)
 DeviceName = Literal["auto", "cpu", "cuda"]
 DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
 
+# What a process's CUDA context holds on its GPU, outside torch's per-process cap (order of magnitude
+# on current drivers; the capacity planner and the lmdeploy KV sizing keep it inside each share).
+CUDA_CONTEXT_GB = 0.5
+
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -19,10 +23,18 @@ def resolve_device(device: str = "auto") -> str:
     """'auto' picks cuda when a GPU is visible; asking for cuda without one is a config error."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if device.startswith("cuda"):
         from mmserve.errors import ConfigError
 
-        raise ConfigError(f"device {device!r} requested but no CUDA GPU is visible", field="device")
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but no CUDA GPU is visible", field="device")
+        index = torch.device(device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r} is not visible here ({torch.cuda.device_count()} GPU(s)); in a Ray replica "
+                "CUDA_VISIBLE_DEVICES holds only the GPUs Ray assigned it: use 'cuda' or 'auto'",
+                field="device",
+            )
     return device
 
 
@@ -62,6 +74,12 @@ def device_index(device: str) -> int:
     """The CUDA device index of 'cuda' or 'cuda:N' ('cuda' means the current device)."""
     index = torch.device(device).index
     return torch.cuda.current_device() if index is None else index
+
+
+def check_device(device: str) -> None:
+    """Health check: a CUDA context broken by a device fault fails every later runtime call."""
+    if device.startswith("cuda"):
+        torch.cuda.mem_get_info(device_index(device))
 
 
 def memory_fraction_for(num_gpus: float) -> float:

@@ -34,8 +34,10 @@ from deployments.common import with_resolved_paths  # noqa: E402
 from graphs.app import AppArgs, build_app, load_app_args  # noqa: E402
 from mmserve.config import BatchArgs, DeploymentArgs  # noqa: E402
 from mmserve.media import encode_png  # noqa: E402
-from mmserve.runners.image import ImageRequest, ImageRunner  # noqa: E402
-from mmserve.runners.tts import SpeechRequest, TtsRunner  # noqa: E402
+from mmserve.protocol.image import ImageRequest  # noqa: E402
+from mmserve.protocol.tts import SpeechRequest  # noqa: E402
+from mmserve.runners.image import ImageRunner  # noqa: E402
+from mmserve.runners.tts import TtsRunner  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
 from scripts.loadtest.payloads import Payloads  # noqa: E402
 

@@ -281,7 +281,8 @@ def production(task: str) -> dict:
 
 
 def bench_sd3(ctx: dict, quantization: str = "none") -> dict:
-    from mmserve.runners.image import ImageArgs, ImageRequest, ImageRunner
+    from mmserve.protocol.image import ImageRequest
+    from mmserve.runners.image import ImageArgs, ImageRunner
 
     tiny, device = ctx["tiny"], ctx["device"]
     prod = production("image")
@@ -313,7 +314,8 @@ def bench_sd3(ctx: dict, quantization: str = "none") -> dict:
 
 
 def bench_llm(ctx: dict, quantization: str = "none") -> dict:
-    from mmserve.runners.llm import ChatMessage, GenerationParams, LlmArgs, LlmRunner
+    from mmserve.protocol.llm import ChatMessage, GenerationParams
+    from mmserve.runners.llm import LlmArgs, LlmRunner
 
     tiny, device = ctx["tiny"], ctx["device"]
     dtype_name = "float32" if tiny else production("llm")["runner"].get("dtype", "bfloat16")
@@ -365,7 +367,8 @@ def bench_asr(ctx: dict) -> dict:
 
 
 def bench_tts(ctx: dict) -> dict:
-    from mmserve.runners.tts import SpeechRequest, TtsArgs, TtsRunner
+    from mmserve.protocol.tts import SpeechRequest
+    from mmserve.runners.tts import TtsArgs, TtsRunner
 
     tiny, device = ctx["tiny"], ctx["device"]
     folder = model_dir(ctx, "tts")

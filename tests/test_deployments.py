@@ -68,7 +68,7 @@ def test_bad_hotwords_fail_only_their_own_request(tiny_models):
     import numpy as np
 
     from mmserve.errors import InvalidInput
-    from mmserve.runners.asr import Transcript
+    from mmserve.protocol.asr import Transcript
 
     funasr = tiny_models / "funasr"
     args = AsrDeploymentArgs(
@@ -99,8 +99,9 @@ def test_a_client_that_leaves_stops_transformers_generation(tiny_models, monkeyp
     import time
 
     from deployments.llm import ChatLLM, LlmDeploymentArgs
+    from mmserve.protocol.llm import ChatMessage, GenerationParams
     from mmserve.runners import llm
-    from mmserve.runners.llm import ChatMessage, GenerationParams, LlmArgs
+    from mmserve.runners.llm import LlmArgs
 
     tokens = []
     real_put = llm._TokenQueue.put

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import threading
 import time
 
@@ -20,8 +21,10 @@ from deployments.llm import ChatLLM, LlmDeploymentArgs
 from deployments.vlm import VisionLanguage, VlmDeploymentArgs
 from mmserve.config import DeploymentArgs
 from mmserve.errors import InvalidInput
-from mmserve.runners.llm import ChatMessage, GenerationParams, LlmArgs, LlmRunner
-from mmserve.runners.vlm import VlmArgs, VlmRequest, VlmRunner
+from mmserve.protocol.llm import ChatMessage, GenerationParams
+from mmserve.protocol.vlm import VlmRequest
+from mmserve.runners.llm import LlmArgs, LlmRunner
+from mmserve.runners.vlm import VlmArgs, VlmRunner
 from tests.helpers import read_then_leave
 from tests.standins.cuda import FakeGpu
 
@@ -46,13 +49,27 @@ def wait_for(condition, timeout: float = 10.0, what: str = "condition") -> None:
         time.sleep(0.01)
 
 
-def test_kv_cache_is_sized_from_the_replica_share_and_free_memory(tiny_models, gpu, fake_lmdeploy, monkeypatch):
+@pytest.mark.parametrize("engine", ["turbomind", "pytorch"])
+def test_weights_reserve_context_and_kv_cache_stay_inside_the_share(tiny_models, gpu, fake_lmdeploy, monkeypatch,
+                                                                    engine):
+    from mmserve.devices import CUDA_CONTEXT_GB
+
     monkeypatch.setattr(engine_module, "assigned_gpu_fraction", lambda: 0.27)
-    LlmRunner(llm_args(tiny_models)).close()
+    LlmRunner(llm_args(tiny_models, lmdeploy_engine=engine)).close()
+    (config,) = fake_lmdeploy.recorder.named("TurbomindEngineConfig" if engine == "turbomind" else "PytorchEngineConfig")
+    size = config.kwargs["cache_max_entry_count"]
     weights = engine_module.checkpoint_gb(str(tiny_models / "qwen"))
-    expected = (0.27 * 80 - weights - 3.0) / (70 - weights)  # 10 GB of the 80 already held by others
-    (config,) = fake_lmdeploy.recorder.named("TurbomindEngineConfig")
-    assert config.kwargs["cache_max_entry_count"] == pytest.approx(expected)
+    if engine == "turbomind":  # a block count: 64 tokens x layers x kv heads x head dim x K,V x 2 bytes
+        text = json.loads((tiny_models / "qwen" / "config.json").read_text())
+        head_dim = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
+        block_bytes = 64 * text["num_hidden_layers"] * text["num_key_value_heads"] * head_dim * 2 * 2
+        assert isinstance(size, int) and size > 1
+        cache_gb = size * block_bytes / 1e9
+    else:  # a fraction of what is free after the weights: 10 of the GPU's 80 GB are held by others
+        assert 0 < size < 1
+        cache_gb = size * (70 - weights)
+    used = CUDA_CONTEXT_GB + weights + 3.0 + cache_gb
+    assert 0.27 * 80 - 0.01 < used <= 0.27 * 80
     assert fake_lmdeploy.recorder.last("pipeline").args[0] == str(tiny_models / "qwen")
 
 
@@ -128,6 +145,28 @@ def test_llm_disconnect_aborts_the_lmdeploy_request(tiny_models, gpu, fake_lmdep
     gc.unfreeze()
     got = asyncio.run(read_then_leave(replica.stream(HELLO, GenerationParams(max_new_tokens=2000)), 3))
     assert len(got) == 3
+    _assert_aborted_early(fake_lmdeploy, 2000)
+    replica.runner.close()
+
+
+def test_a_caller_that_leaves_a_whole_reply_aborts_it(tiny_models, gpu, fake_lmdeploy):
+    """OpenAI clients ask for whole replies by default; Serve cancels the replica's task when they leave."""
+    fake_lmdeploy.settings.step_s = 0.005
+    replica = ChatLLM.func_or_class(LlmDeploymentArgs(
+        runner=llm_args(tiny_models, cache_max_entry_count=0.5, max_new_tokens=2000), deployment=NO_WARMUP))
+    gc.unfreeze()
+
+    async def leave_midway():
+        task = asyncio.create_task(replica.chat(HELLO, GenerationParams(max_new_tokens=2000)))
+        deadline = time.monotonic() + 10
+        while fake_lmdeploy.engine.total_tokens() < 3:
+            assert time.monotonic() < deadline, "generation never started"
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(leave_midway())
     _assert_aborted_early(fake_lmdeploy, 2000)
     replica.runner.close()
 

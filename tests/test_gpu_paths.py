@@ -16,11 +16,15 @@ import deployments.common as common
 import mmserve.quantization
 from deployments.asr import AsrDeploymentArgs
 from deployments.llm import LlmDeploymentArgs
-from mmserve.devices import cap_gpu_memory, resolve_device, resolve_dtype
-from mmserve.runners.image import ImageArgs, ImageRequest, ImageRunner
-from mmserve.runners.llm import ChatMessage, GenerationParams, LlmArgs, LlmRunner
-from mmserve.runners.music import MusicArgs, MusicRequest, MusicRunner
-from mmserve.runners.vlm import VlmArgs, VlmRequest, VlmRunner
+from mmserve.devices import cap_gpu_memory, check_device, resolve_device, resolve_dtype
+from mmserve.protocol.image import ImageRequest
+from mmserve.protocol.llm import ChatMessage, GenerationParams
+from mmserve.protocol.music import MusicRequest
+from mmserve.protocol.vlm import VlmRequest
+from mmserve.runners.image import ImageArgs, ImageRunner
+from mmserve.runners.llm import LlmArgs, LlmRunner
+from mmserve.runners.music import MusicArgs, MusicRunner
+from mmserve.runners.vlm import VlmArgs, VlmRunner
 from tests.standins.cuda import FakeGpu
 from tests.standins.hf import GpuLoading
 
@@ -58,8 +62,17 @@ def test_replica_start_caps_memory_to_its_ray_share_and_health_checks_the_device
     monkeypatch.setattr(common, "assigned_gpu_fraction", lambda: 0.22)
     assert common.prepare_replica("auto") == "cuda"
     assert gpu.memory_fraction == {0: 0.22}
-    common.check_device("cuda")
+    check_device("cuda")
     assert gpu.called("mem_get_info") == [(0,)]
+
+
+def test_a_gpu_index_the_replica_cannot_see_is_a_config_error(monkeypatch):
+    from mmserve.errors import ConfigError
+
+    FakeGpu(count=1).install(monkeypatch)  # what Ray's CUDA_VISIBLE_DEVICES leaves a num_gpus <= 1 replica
+    with pytest.raises(ConfigError, match="not visible") as err:
+        resolve_device("cuda:1")
+    assert err.value.field == "device"
 
 
 def test_auto_picks_cuda_and_half_precision(gpu):

@@ -13,7 +13,7 @@ import soundfile as sf
 from PIL import Image
 
 from mmserve.media import encode_png
-from tests.helpers import SPEECH_EN, SPEECH_ZH, decode_b64_png
+from tests.helpers import SPEECH_ZH, decode_b64_png
 
 
 @pytest.fixture(scope="module")

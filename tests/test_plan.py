@@ -82,8 +82,8 @@ def test_shipped_counts_are_current():
     for key in model_configs.keys():
         folder = model_configs.path(key)
         assert stored[key]["digest"] == config_digest(folder), f"run python -m mmserve.plan.sizing ({key})"
-    fresh = build_component_sizes(model_configs.path("qwen2.5-7b-instruct"))
-    assert [p.params for p in fresh] == [p["params"] for p in stored["qwen2.5-7b-instruct"]["components"]]
+        fresh = build_component_sizes(folder, model_configs.VOCAB_SIZES.get(key))
+        assert [(p.name, p.params) for p in fresh] == [(c["name"], c["params"]) for c in stored[key]["components"]], key
 
 
 def test_hub_ids_map_to_loadable_configs():
@@ -172,11 +172,12 @@ def test_max_replicas_that_can_never_be_scheduled_are_warnings():
     assert any("llm cannot scale to max_replicas 3: at most 1" in w for w in plan.warnings)
 
 
-def test_a_model_with_a_gpu_share_that_cannot_be_sized_is_an_error(tmp_path):
+def test_a_model_that_cannot_be_sized_is_a_warning_not_a_refusal(tmp_path):
     args = load_app_args(PROD)
     args.music = args.music.model_copy(update={"runner": args.music.runner.model_copy(update={"model": "acme/unknown"})})
     plan = plan_app(args, ONE_GPU)
-    assert any("music" in e and "cannot be sized" in e for e in plan.errors)
+    assert plan.ok
+    assert any("music" in w and "cannot be sized" in w for w in plan.warnings)
 
 
 def test_local_cpu_config_has_nothing_to_place(capsys):

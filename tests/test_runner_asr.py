@@ -18,7 +18,8 @@ import yaml
 
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.media import decode_audio
-from mmserve.runners.asr import AsrArgs, AsrRunner, Transcript
+from mmserve.protocol.asr import Transcript
+from mmserve.runners.asr import AsrArgs, AsrRunner
 from mmserve.tiny import funasr as tiny_funasr
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

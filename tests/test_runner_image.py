@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from mmserve.errors import ConfigError, InvalidInput
-from mmserve.runners.image import ImageArgs, ImageRequest, ImageRunner
+from mmserve.protocol.image import ImageRequest
+from mmserve.runners.image import ImageArgs, ImageRunner
 from mmserve.tiny import sd3
 
 

@@ -9,8 +9,9 @@ import torch
 from pydantic import ValidationError
 
 from mmserve.errors import ConfigError, InvalidInput
-from mmserve.runners.lmdeploy_engine import kv_cache_ratio
-from mmserve.runners.llm import ChatMessage, ChatResult, GenerationParams, LlmArgs, LlmRunner
+from mmserve.protocol.llm import ChatMessage, ChatResult, GenerationParams
+from mmserve.runners.llm import LlmArgs, LlmRunner
+from mmserve.runners.lmdeploy_engine import kv_cache_gb, kv_cache_ratio
 from mmserve.tiny import qwen
 
 HELLO = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "你好! What is the weather?")]
@@ -185,21 +186,19 @@ def test_lmdeploy_args():
             LlmArgs(model="m", **bad)
 
 
-def test_kv_cache_ratio_fits_the_gpu_share():
-    # Qwen2.5-7B fp16 (15.2 GB) on a quarter of an 80 GB GPU: 20 - 15.2 - 3 = 1.8 GB of cache,
-    # taken from the 64.8 GB lmdeploy sees free after loading the weights.
-    assert kv_cache_ratio(0.25, 15.2, 80) == pytest.approx(1.8 / 64.8)
-    assert kv_cache_ratio(0.5, 0, 80, reserve_gb=0) == pytest.approx(0.5)
-    # A whole GPU (or more, with tp) keeps lmdeploy's own default.
-    assert kv_cache_ratio(1, 15.2, 80) == kv_cache_ratio(2, 15.2, 80) == 0.8
-    # Whatever the share, weights + reserve + cache stay inside it on an empty GPU.
-    for share, weights, total in [(0.1, 1, 80), (0.35, 10, 80), (0.6, 20, 141)]:
-        cache = kv_cache_ratio(share, weights, total) * (total - weights)
-        assert 0 < cache and weights + 3.0 + cache <= share * total + 1e-9
-    with pytest.raises(ConfigError):
-        kv_cache_ratio(0.2, 15.2, 80)  # 16 GB cannot hold the weights and a reserve
-    with pytest.raises(ValueError):
-        kv_cache_ratio(0, 1, 80)
+def test_kv_cache_gets_what_the_share_leaves():
+    # Qwen2.5-7B bf16 (15.2 GB) on 0.27 of an 80 GB GPU: 21.6 - 0.5 context - 15.2 - 3 reserve.
+    assert kv_cache_gb(0.27 * 80, 15.2, 3.0) == pytest.approx(2.9)
+    with pytest.raises(ConfigError) as err:
+        kv_cache_gb(0.2 * 80, 15.2, 3.0)  # 16 GB cannot hold the weights and a reserve
+    assert err.value.field == "num_gpus"
+
+
+def test_kv_cache_ratio_is_of_the_memory_free_after_the_weights():
+    assert kv_cache_ratio(2.9, 15.2, 80) == pytest.approx(2.9 / 64.8)
+    assert kv_cache_ratio(60, 10, 80) == 0.8  # never above lmdeploy's own default
+    with pytest.raises(ConfigError, match="beyond their shares"):
+        kv_cache_ratio(2.9, 15.2, 17.0)  # others already hold 63 of the 80 GB
 
 
 @pytest.mark.gpu

@@ -11,7 +11,8 @@ import torch
 
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.media import encode_wav
-from mmserve.runners.music import MusicArgs, MusicRequest, MusicRunner
+from mmserve.protocol.music import MusicRequest
+from mmserve.runners.music import MusicArgs, MusicRunner
 from mmserve.tiny import stable_audio
 
 

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from mmserve.errors import ConfigError, InvalidInput, PayloadTooLarge
-from mmserve.runners.vlm import VlmArgs, VlmRequest, VlmResult, VlmRunner
+from mmserve.protocol.vlm import VlmRequest, VlmResult
+from mmserve.runners.vlm import VlmArgs, VlmRunner
 from mmserve.tiny import internvl, llava
 
 BUILDERS = {"internvl": internvl.build, "llava": llava.build}

@@ -1,7 +1,8 @@
 """The plan of one app config: does each model fit its share, and can the replicas be scheduled?
 
-Errors (a model over its share, an unsizable model given a GPU share, a minimum replica set that
-does not pack) make `serve run` refuse the config and the CLI exit 1; scaling limits are warnings.
+Errors (a model over its share, a minimum replica set that does not pack) make `serve run` refuse
+the config and the CLI exit 1. Scaling limits are warnings, and so is a model the planner cannot
+size (no shipped or local config): swapping in another model must stay a YAML change.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mmserve.config import DeploymentArgs
+from mmserve.devices import CUDA_CONTEXT_GB
 from mmserve.plan import tasks
-from mmserve.plan.estimates import CUDA_CONTEXT_GB, ModelEstimate
+from mmserve.plan.estimates import ModelEstimate
 from mmserve.plan.placement import EPS, ClusterArgs, pack, place
 
 
@@ -79,7 +81,8 @@ def _check_fit(plan: Plan, model: ModelPlan) -> None:
     est = model.estimate
     label = f"{model.task} ({est.name}, {est.model})"
     if est.weights_gb is None:
-        plan.errors.append(f"{label} has a GPU share ({model.num_gpus:g}) but cannot be sized: {est.assumption}")
+        plan.warnings.append(f"{label} has a GPU share ({model.num_gpus:g}) but cannot be sized, so its memory "
+                             f"is not checked: {est.assumption}")
         return
     if model.num_gpus > 1 and abs(model.num_gpus - round(model.num_gpus)) > EPS:
         plan.errors.append(f"{label}: num_gpus {model.num_gpus:g} above 1 must be a whole number for Ray")

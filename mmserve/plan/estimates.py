@@ -12,10 +12,10 @@ from pathlib import Path
 
 from mmserve import model_configs
 from mmserve.config import resolve_model_path
+from mmserve.devices import CUDA_CONTEXT_GB
 from mmserve.plan.sizing import ComponentSize, NotSizable, component_sizes
 
 GB = 1e9
-CUDA_CONTEXT_GB = 0.5  # per process; outside torch's per-process cap (notes/gpu.md)
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 # bitsandbytes: int8 weights + one fp32 scale per row (negligible); NF4 packs 2 weights per byte and
 # keeps one fp32 absmax per 64-weight block (4/64 B). Only nn.Linear weights are quantized; embeddings,

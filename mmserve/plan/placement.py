@@ -1,8 +1,10 @@
-"""Packing replicas onto GPUs the way Ray schedules fractional GPU resources.
+"""Packing replicas onto GPUs under Ray's rules for fractional GPU resources.
 
 A replica with num_gpus < 1 must fit on one GPU (Ray never splits a fraction across devices); one
-with num_gpus >= 1 takes that many whole GPUs on one node. The packer is best-fit decreasing: if it
-cannot place a set, Ray's own order cannot either in practice.
+with num_gpus >= 1 takes that many whole GPUs on one node. The packer is best-fit decreasing, an
+optimistic order: a set it cannot place cannot be placed, but Ray places replicas in the order they
+start and can fragment GPUs so that a set this packer fits does not fit at run time when the margin
+is thin. Leave spare room on multi-GPU nodes.
 """
 
 from __future__ import annotations

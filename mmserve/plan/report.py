@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from mmserve.devices import CUDA_CONTEXT_GB
 from mmserve.plan.check import Plan
-from mmserve.plan.estimates import CUDA_CONTEXT_GB
 
 
 def render(plan: Plan) -> str:

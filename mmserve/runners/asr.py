@@ -12,7 +12,6 @@ import io
 import logging
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.devices import resolve_device
 from mmserve.errors import ConfigError, InvalidInput
+from mmserve.protocol.asr import Transcript
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,6 @@ class AsrArgs(BaseModel):
         None, ge=1000, description="longest VAD segment in ms; None keeps the VAD model's own setting"
     )
     max_hotwords: int = Field(100, ge=0, description="most hotwords accepted per request")
-
-
-@dataclass
-class Transcript:
-    text: str
-    timestamps: list[tuple[int, int]] | None  # per-token (start, end) ms in the audio; None if not given
-    duration_s: float
 
 
 def _resolve(field: str, name: str | None) -> str | None:

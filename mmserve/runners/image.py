@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput, model_load_error
+from mmserve.protocol.image import ImageRequest
 from mmserve.quantization import Quantization, bnb_kwargs
 
 log = logging.getLogger(__name__)
@@ -44,19 +45,6 @@ class ImageArgs(BaseModel):
         4, ge=1, description="most images in one pipeline call; a larger batch runs as several calls "
         "(activation memory grows with images per call)")
     vae_slicing: bool = Field(True, description="decode one image at a time: the batched VAE decode is SD3's memory peak")
-
-
-class ImageRequest(BaseModel):
-    """One prompt; num_images images of width x height."""
-
-    prompt: str
-    negative_prompt: str = ""
-    width: int = 1024
-    height: int = 1024
-    num_inference_steps: int | None = None
-    guidance_scale: float | None = None
-    seed: int | None = None
-    num_images: int = 1
 
 
 BatchKey = tuple[int, int, int, float]

@@ -13,7 +13,6 @@ import threading
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
 from typing import Literal
@@ -23,7 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput
+from mmserve.protocol.llm import ChatMessage, ChatResult, GenerationParams
 from mmserve.quantization import Quantization, transformers_bnb_config
+from mmserve.runners.stopping import StopWhenSet
 from mmserve.runners.lmdeploy_engine import (
     KvCacheFraction,
     KvCacheReserve,
@@ -38,9 +39,6 @@ from mmserve.runners.lmdeploy_engine import (
 )
 
 log = logging.getLogger(__name__)
-
-Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length"]
 
 
 class LlmArgs(BaseModel):
@@ -62,29 +60,6 @@ class LlmArgs(BaseModel):
     cache_max_entry_count: KvCacheFraction = "auto"
     kv_cache_reserve_gb: KvCacheReserve = 3.0
     tp: TensorParallel = 1
-
-
-@dataclass(frozen=True)
-class ChatMessage:
-    role: Role
-    content: str
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    max_new_tokens: int | None = None  # None: the runner's max_new_tokens
-    temperature: float = 0.7  # 0 means greedy decoding
-    top_p: float = 0.9
-    seed: int | None = None  # same seed, same prompt, same replica setup -> same sample
-    stop: list[str] | None = None  # text ends before the first of these; they are not returned
-
-
-@dataclass(frozen=True)
-class ChatResult:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: FinishReason
 
 
 class LlmRunner:
@@ -186,7 +161,7 @@ class LlmRunner:
         if params.stop:
             criteria.append(_StopOnText(self.tokenizer, params.stop, prompt_ids.shape[1]))
         if cancel is not None:
-            criteria.append(_Cancelled(cancel))
+            criteria.append(StopWhenSet(cancel))
         kw = dict(
             input_ids=prompt_ids,
             attention_mask=torch.ones_like(prompt_ids),
@@ -403,16 +378,6 @@ class _StopOnText:
         text = self.tokenizer.decode(input_ids[0, self.prompt_len :].tolist(), skip_special_tokens=True)
         hit = any(s in text for s in self.stops)
         return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)
-
-
-class _Cancelled:
-    """Ends generation once the stream's consumer has gone."""
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 @contextmanager

@@ -8,6 +8,7 @@ lmdeploy is imported lazily: it is in the ``gpu`` extra and does not run on CPU 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,14 @@ from typing import Annotated, Literal, Protocol
 import torch
 from pydantic import Field
 
-from mmserve.devices import assigned_gpu_fraction, device_index, resolve_device
-from mmserve.errors import ConfigError, InvalidInput, model_load_error
+from mmserve.devices import (
+    CUDA_CONTEXT_GB,
+    assigned_gpu_fraction,
+    device_index,
+    resolve_device,
+)
+from mmserve.errors import ConfigError, InvalidInput, Overloaded, model_load_error
+from mmserve.plan.estimates import kv_bytes_per_token
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +40,7 @@ KvCacheFraction = Annotated[
     Annotated[float, Field(gt=0, lt=1)] | Literal["auto"],
     Field(
         description="lmdeploy: fraction of the GPU memory free after loading the weights that the KV cache takes; "
-        "'auto' sizes it at replica start so the replica stays inside its Ray GPU share (kv_cache_ratio).",
+        "'auto' sizes it at replica start so the replica stays inside its Ray GPU share (auto_kv_cache).",
     ),
 ]
 KvCacheReserve = Annotated[
@@ -95,7 +102,7 @@ def load_pipeline(opts: LmdeployOptions):
     model = local_weights(opts.model)
     ratio = opts.cache_max_entry_count
     if ratio == "auto":
-        ratio = auto_kv_cache_ratio(model, opts)
+        ratio = auto_kv_cache(model, opts)
     try:
         config = engine_config(dtype=opts.dtype, tp=opts.tp, session_len=opts.session_len, cache_max_entry_count=ratio)
         pipe = lmdeploy.pipeline(model, backend_config=config, log_level="WARNING")
@@ -174,9 +181,12 @@ class LmdeployRequest:
         """Responses whose ``text`` is the delta since the previous one; errors raise (see raise_on_error)."""
         for out in self._outputs:
             self._finished = out.finish_reason is not None
-            if self._cancelled or out.finish_reason == "abort":
+            if self._cancelled:  # our cancel: a response after it means the engine holds it now
                 self.abort()
                 break
+            if out.finish_reason == "abort":  # the engine's own (sessions stopped, engine going down)
+                raise Overloaded("lmdeploy aborted the request (its engine is stopping or restarting sessions); "
+                                 "retry")
             raise_on_error(out)
             self.last = out
             yield out
@@ -213,54 +223,72 @@ def checkpoint_gb(folder: str) -> float:
     return sum(f.stat().st_size for f in files) / 1e9
 
 
-def auto_kv_cache_ratio(folder: str, opts: LmdeployOptions) -> float:
-    """``cache_max_entry_count`` for this replica, from its Ray GPU share and the GPU's memory now."""
-    index = device_index(resolve_device(opts.device))
-    free, total = torch.cuda.mem_get_info(index)
-    share = assigned_gpu_fraction() or 1.0
-    ratio = kv_cache_ratio(
-        share / opts.tp, checkpoint_gb(folder) / opts.tp, total / 1e9, opts.kv_cache_reserve_gb, free_gb=free / 1e9
-    )
-    log.info("lmdeploy KV cache: cache_max_entry_count %.3f for a %.2f GPU share", ratio, share)
-    return ratio
+def auto_kv_cache(folder: str, opts: LmdeployOptions) -> float:
+    """``cache_max_entry_count`` for this replica: its KV cache gets what its Ray GPU share leaves.
 
+    Why not lmdeploy's default: both engines size the cache as a fraction of the memory *free on
+    the whole device* after the weights load (TurboMind asks ``cudaMemGetInfo`` after exporting
+    the weights; the PyTorch engine ``torch.cuda.mem_get_info`` after building the model, less a
+    prefill reserve), ignoring Ray's num_gpus and torch's per-process cap, so 0.8 on a shared GPU
+    takes most of what the other replicas need.
 
-def kv_cache_ratio(
-    num_gpus: float, weights_gb: float, gpu_total_gb: float, reserve_gb: float = 3.0, *, free_gb: float | None = None
-) -> float:
-    """``cache_max_entry_count`` that keeps a replica inside its Ray GPU share.
-
-    What lmdeploy 0.18 does with the value (read in its source): both engines take it as a
-    fraction of the memory *free on the device after the weights are loaded* -- TurboMind asks
-    ``cudaMemGetInfo`` when it creates the engine, after exporting the weights; the PyTorch engine
-    uses ``torch.cuda.mem_get_info`` after building the model and first subtracts a runtime
-    reserve (prefill logits: ``(max_prefill_token_num + 2 * max_batch_size) * vocab * 2`` bytes,
-    ~2.6 GB for a 152k vocabulary). The free memory is device-wide: it
-    ignores Ray's num_gpus and torch's per-process cap (``cap_gpu_memory``), so the default 0.8 on
-    a shared GPU takes 80% of everything left, starving the replicas beside it (and overruns the
-    torch cap with the PyTorch engine, whose cache is a torch allocation).
-
-    This returns the ratio that gives the cache ``share - weights - reserve`` GB:
-    ``(share - weights - reserve) / (free - weights)``, where ``free`` is the device's free memory
-    when the replica starts (``gpu_total_gb`` when not given: an otherwise empty GPU), never above
-    lmdeploy's default 0.8. ``weights_gb`` is what one GPU holds (the checkpoint size / tp);
-    ``reserve_gb`` covers activations, the runtime reserve above and CUDA graphs.
+    The cache gets ``share - CUDA context - weights - kv_cache_reserve_gb`` (per GPU, weights =
+    checkpoint size / tp). TurboMind takes a value >= 1 as a number of KV blocks, so it gets an
+    exact block count, whatever its neighbours hold when it starts; the PyTorch engine only takes a
+    fraction (0 < x < 1), computed from the memory free now. Outside Ray the share is the whole GPU.
     """
-    if num_gpus <= 0 or gpu_total_gb <= 0 or weights_gb < 0 or reserve_gb < 0:
-        raise ValueError("num_gpus and gpu_total_gb must be positive, weights_gb and reserve_gb non-negative")
-    share_gb = min(num_gpus, 1.0) * gpu_total_gb
-    cache_gb = share_gb - weights_gb - reserve_gb
-    if cache_gb <= 0:
+    free, total = (b / GB for b in torch.cuda.mem_get_info(device_index(resolve_device(opts.device))))
+    share = assigned_gpu_fraction()
+    per_gpu_share = 1.0 if share is None else min(share / opts.tp, 1.0)
+    weights = checkpoint_gb(folder) / opts.tp
+    cache = kv_cache_gb(per_gpu_share * total, weights, opts.kv_cache_reserve_gb)
+    ratio = kv_cache_ratio(cache, weights, free)
+    if opts.lmdeploy_engine == "pytorch":
+        size: float = ratio
+    else:
+        block_bytes = TURBOMIND_BLOCK_TOKENS * kv_bytes_per_token(text_config(folder), 2) / opts.tp
+        size = max(1, int(cache * GB // block_bytes))
+    log.info("lmdeploy KV cache: %.2f GB for a %.2f GPU share (cache_max_entry_count %s)", cache, per_gpu_share, size)
+    return size
+
+
+GB = 1e9
+TURBOMIND_BLOCK_TOKENS = 64  # TurbomindEngineConfig.cache_block_seq_len's default in 0.18
+
+
+def kv_cache_gb(share_gb: float, weights_gb: float, reserve_gb: float) -> float:
+    """GB left for the KV cache in a GPU share after the CUDA context, the weights and a reserve."""
+    cache = share_gb - CUDA_CONTEXT_GB - weights_gb - reserve_gb
+    if cache <= 0:
         raise ConfigError(
-            f"a {share_gb:.1f} GB GPU share cannot hold {weights_gb:.1f} GB of weights, a {reserve_gb:.1f} GB "
-            "reserve and a KV cache: give the replica more num_gpus",
+            f"a {share_gb:.1f} GB GPU share cannot hold a {CUDA_CONTEXT_GB} GB CUDA context, {weights_gb:.1f} GB "
+            f"of weights, a {reserve_gb:.1f} GB reserve and a KV cache: give the replica more num_gpus",
             field="num_gpus",
         )
-    free_after_weights = (gpu_total_gb if free_gb is None else free_gb) - weights_gb
-    if free_after_weights <= cache_gb:
+    return cache
+
+
+def kv_cache_ratio(cache_gb: float, weights_gb: float, free_gb: float) -> float:
+    """The fraction of the memory free after the weights that is ``cache_gb`` (lmdeploy's own
+    meaning of ``cache_max_entry_count`` < 1), at most lmdeploy's default 0.8.
+
+    When the GPU has too little free for the cache, some process holds memory beyond its share:
+    refused here rather than failing later inside the engine.
+    """
+    free_after_weights = free_gb - weights_gb
+    if free_after_weights <= 0 or cache_gb > MAX_FREE_FRACTION * free_after_weights:
         raise ConfigError(
-            f"the GPU has {free_after_weights:.1f} GB free after the weights, less than this replica's "
-            f"{cache_gb:.1f} GB KV cache: other processes hold memory beyond their shares",
+            f"the GPU has {max(free_after_weights, 0):.1f} GB free after this replica's weights, too little for "
+            f"its {cache_gb:.1f} GB KV cache: other processes hold memory beyond their shares",
             field="num_gpus",
         )
     return min(cache_gb / free_after_weights, DEFAULT_KV_FRACTION)
+
+
+MAX_FREE_FRACTION = 0.95  # of the free memory one cache may take: activations need a little beside it
+
+
+def text_config(folder: str) -> dict:
+    """The language model's config in a checkpoint (VLMs nest it as text_config or llm_config)."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    return config.get("text_config") or config.get("llm_config") or config

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput, model_load_error
+from mmserve.protocol.music import MusicRequest
 
 _SEED_LIMIT = 2**64  # torch.Generator.manual_seed accepts [0, 2**64)
 
@@ -33,17 +34,6 @@ class MusicArgs(BaseModel):
     max_steps: int = Field(1000, ge=1, description="most steps one request may ask for (bounds replica time)")
     max_duration_s: float = Field(47.0, gt=0, description="longest clip served; Stable Audio Open's window is 47.55 s")
     default_guidance: float = Field(7.0, ge=0, description="CFG scale when a request gives none")
-
-
-class MusicRequest(BaseModel):
-    """One prompt, one clip of duration_s seconds."""
-
-    prompt: str
-    negative_prompt: str = ""
-    duration_s: float = 10.0
-    steps: int | None = None
-    guidance_scale: float | None = None
-    seed: int | None = None
 
 
 class MusicRunner:

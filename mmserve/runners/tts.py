@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mmserve.devices import resolve_device
 from mmserve.errors import ConfigError, InvalidInput
+from mmserve.protocol.tts import SpeechRequest
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +64,6 @@ class TtsArgs(BaseModel):
         if self.default_voice is not None and self.default_voice not in self.voices:
             raise ValueError(f"default_voice {self.default_voice!r} is not one of voices {sorted(self.voices)}")
         return self
-
-
-class SpeechRequest(BaseModel):
-    """One text (Chinese and/or English) to speak with at most one of voice/speaker_seed/speaker_embedding."""
-
-    text: str
-    voice: str | None = None
-    speaker_seed: int | None = None
-    speaker_embedding: str | None = None  # ChatTTS's encoded spk_emb string (Chat.sample_random_speaker)
-    speed: int = 5  # ChatTTS [speed_N] prompt, 0..9
-    seed: int | None = None  # sampling seed; None = nondeterministic
-    skip_refine_text: bool = True  # refinement is a second GPT pass that adds [uv_break]/[laugh] tags
 
 
 def split_sentences(text: str, max_chars: int) -> list[str]:

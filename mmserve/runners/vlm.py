@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import torch
@@ -22,7 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput, PayloadTooLarge
+from mmserve.protocol.llm import FinishReason
+from mmserve.protocol.vlm import VlmRequest, VlmResult
 from mmserve.quantization import Quantization, transformers_bnb_config
+from mmserve.runners.stopping import StopWhenSet
 from mmserve.runners.lmdeploy_engine import (
     KvCacheFraction,
     KvCacheReserve,
@@ -36,8 +38,6 @@ from mmserve.runners.lmdeploy_engine import (
 )
 
 log = logging.getLogger(__name__)
-
-FinishReason = Literal["stop", "length"]
 
 
 class VlmArgs(BaseModel):
@@ -67,32 +67,31 @@ class VlmArgs(BaseModel):
     tp: TensorParallel = 1
 
 
-@dataclass
-class VlmRequest:
-    """One question about zero or more decoded images. ``temperature=0`` is greedy decoding."""
+class VlmStream(Iterator[str]):
+    """Text deltas as they are generated; ``result`` holds the VlmResult once exhausted.
 
-    question: str
-    images: list[Image.Image] = field(default_factory=list)
-    max_new_tokens: int | None = None
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
+    ``cancel()`` stops generation from any thread, also while another is inside ``next()``;
+    ``close()`` is for the iterating thread.
+    """
 
+    result: VlmResult | None = None
+    _deltas: Iterator[str]
 
-@dataclass
-class VlmResult:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: FinishReason
+    def __next__(self) -> str:
+        return next(self._deltas)
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.cancel()
+        self._deltas.close()
 
 
 class VlmBackend(Protocol):
     """What the runner needs from an engine; requests arrive validated, max_new_tokens filled in."""
 
-    def generate(self, req: VlmRequest) -> VlmResult: ...
-
-    def stream(self, req: VlmRequest) -> Iterator[str]: ...
+    def stream(self, req: VlmRequest) -> VlmStream: ...
 
     def close(self) -> None: ...
 
@@ -101,16 +100,6 @@ def chat_messages(req: VlmRequest) -> list[dict]:
     """One user turn: an image part per image, then the question (the order InternVL/LLaVA train on)."""
     content = [{"type": "image"} for _ in req.images] + [{"type": "text", "text": req.question}]
     return [{"role": "user", "content": content}]
-
-
-class _StopOnEvent:
-    """Stopping criterion that ends generation when a streaming client goes away."""
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class TransformersVlmBackend:
@@ -140,7 +129,7 @@ class TransformersVlmBackend:
         self.tokenizer = self.processor.tokenizer
         eos = self.model.generation_config.eos_token_id
         eos = self.tokenizer.eos_token_id if eos is None else eos
-        self._eos = set(eos) if isinstance(eos, (list, tuple)) else {eos}
+        self.eos = set(eos) if isinstance(eos, (list, tuple)) else {eos}
         self._lock = threading.Lock()
         log.info("loaded %s (%s) on %s/%s", args.model, type(self.model).__name__, self.device, self.dtype)
 
@@ -163,44 +152,8 @@ class TransformersVlmBackend:
                 torch.manual_seed(req.seed)
             return self.model.generate(**inputs, **self._generate_kwargs(req), **extra)
 
-    def generate(self, req: VlmRequest) -> VlmResult:
-        inputs = self._inputs(req)
-        prompt_len = inputs["input_ids"].shape[1]
-        new_ids = self._run(req, inputs)[0, prompt_len:].tolist()
-        finish: FinishReason = "length"
-        if new_ids and new_ids[-1] in self._eos:
-            new_ids, finish = new_ids[:-1], "stop"
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
-        return VlmResult(text=text, prompt_tokens=prompt_len, completion_tokens=len(new_ids), finish_reason=finish)
-
-    def stream(self, req: VlmRequest) -> Iterator[str]:
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
-
-        inputs = self._inputs(req)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        cancel = threading.Event()
-        failure: list[BaseException] = []
-
-        def work() -> None:
-            try:
-                stop = StoppingCriteriaList([_StopOnEvent(cancel)])
-                self._run(req, inputs, streamer=streamer, stopping_criteria=stop)
-            except BaseException as exc:  # re-raised in the consumer's thread below
-                failure.append(exc)
-            finally:
-                streamer.end()  # unblocks the consumer even when generate failed
-
-        thread = threading.Thread(target=work, name="vlm-generate", daemon=True)
-        thread.start()
-        try:
-            for delta in streamer:
-                if delta:
-                    yield delta
-        finally:
-            cancel.set()
-            thread.join()
-        if failure:
-            raise failure[0]
+    def stream(self, req: VlmRequest) -> VlmStream:
+        return _TransformersVlmStream(self, req)
 
     def close(self) -> None:
         pass
@@ -223,40 +176,86 @@ class LmdeployVlmBackend:
             max_new_tokens=req.max_new_tokens, temperature=req.temperature, top_p=req.top_p, seed=req.seed
         )
 
-    def generate(self, req: VlmRequest) -> VlmResult:
-        request = LmdeployRequest(self.pipe, self._prompt(req), self._gen_config(req))
-        text = request.text()
-        out = request.last
-        return VlmResult(
-            text=text,
-            prompt_tokens=out.input_token_len,
-            completion_tokens=out.generate_token_len,
-            finish_reason="length" if out.finish_reason == "length" else "stop",
-        )
-
-    def stream(self, req: VlmRequest) -> Iterator[str]:
+    def stream(self, req: VlmRequest) -> VlmStream:
         return _LmdeployVlmStream(LmdeployRequest(self.pipe, self._prompt(req), self._gen_config(req)))
 
     def close(self) -> None:
         self.pipe.close()
 
 
-class _LmdeployVlmStream(Iterator[str]):
+class _TransformersVlmStream(VlmStream):
+    """``generate`` on a thread of its own, feeding a TextIteratorStreamer; stops between tokens on cancel."""
+
+    def __init__(self, backend: TransformersVlmBackend, req: VlmRequest):
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        self._backend = backend
+        inputs = backend._inputs(req)
+        self._prompt_len = inputs["input_ids"].shape[1]
+        self._streamer = TextIteratorStreamer(backend.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self._cancel = threading.Event()
+        self._output: torch.Tensor | None = None
+        self._failure: BaseException | None = None
+        stop = StoppingCriteriaList([StopWhenSet(self._cancel)])
+        self._thread = threading.Thread(
+            target=self._work, args=(req, inputs, stop), name="vlm-generate", daemon=True)
+        self._thread.start()
+        self._deltas = self._iterate()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _work(self, req: VlmRequest, inputs, stop) -> None:
+        try:
+            self._output = self._backend._run(req, inputs, streamer=self._streamer, stopping_criteria=stop)
+        except BaseException as exc:  # re-raised in the consumer's thread
+            self._failure = exc
+        finally:
+            self._streamer.end()  # unblocks the consumer even when generate failed
+
+    def _iterate(self) -> Iterator[str]:
+        try:
+            for delta in self._streamer:
+                if delta:
+                    yield delta
+        finally:
+            self._cancel.set()  # closed early: stop generating
+            self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+        new_ids = self._output[0, self._prompt_len :].tolist()
+        finish: FinishReason = "length"
+        if new_ids and new_ids[-1] in self._backend.eos:
+            new_ids, finish = new_ids[:-1], "stop"
+        text = self._backend.tokenizer.decode(new_ids, skip_special_tokens=True)
+        self.result = VlmResult(text=text, prompt_tokens=self._prompt_len, completion_tokens=len(new_ids),
+                                finish_reason=finish)
+
+
+class _LmdeployVlmStream(VlmStream):
     """Text deltas of one lmdeploy request; ``cancel()`` (any thread) aborts it in the engine."""
 
     def __init__(self, request: LmdeployRequest):
         self._request = request
-        self._deltas = (out.text for out in request.responses() if out.text)  # deltas, not the text so far
-
-    def __next__(self) -> str:
-        return next(self._deltas)
+        self._deltas = self._iterate()
 
     def cancel(self) -> None:
         self._request.abort()
 
-    def close(self) -> None:
-        self.cancel()
-        self._deltas.close()
+    def _iterate(self) -> Iterator[str]:
+        parts = []
+        for out in self._request.responses():
+            if out.text:
+                parts.append(out.text)
+                yield out.text  # deltas, not the text so far
+        last = self._request.last
+        if last is not None:  # None: cancelled before the engine answered
+            self.result = VlmResult(
+                text="".join(parts),
+                prompt_tokens=last.input_token_len,
+                completion_tokens=last.generate_token_len,
+                finish_reason="length" if last.finish_reason == "length" else "stop",
+            )
 
 
 class VlmRunner:
@@ -268,9 +267,12 @@ class VlmRunner:
         self.backend: VlmBackend = backend_cls(args)
 
     def answer(self, req: VlmRequest) -> VlmResult:
-        return self.backend.generate(self._validate(req))
+        stream = self.stream(req)
+        for _ in stream:
+            pass
+        return stream.result
 
-    def stream(self, req: VlmRequest) -> Iterator[str]:
+    def stream(self, req: VlmRequest) -> VlmStream:
         """Text deltas as they are generated; validation errors raise here, not on first ``next``."""
         return self.backend.stream(self._validate(req))
 

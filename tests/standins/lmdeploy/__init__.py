@@ -6,7 +6,7 @@ config checks, real error codes; generation is random tokens of the model folder
 an engine thread of its own. What is and is not modelled: ``tests/standins/LMDEPLOY_0_18.md``.
 """
 
-from . import _standin
+from . import _standin  # noqa: F401  (the fixture reads the recorder and settings through it)
 from .api import pipeline
 from .messages import GenerationConfig, KVTransferConfig, PytorchEngineConfig, TurbomindEngineConfig, VisionConfig
 from .pipeline import Pipeline

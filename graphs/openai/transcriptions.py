@@ -1,0 +1,46 @@
+"""POST /v1/audio/transcriptions: multipart audio in; json, text, srt, vtt or verbose_json out."""
+# No `from __future__ import annotations`: FastAPI must resolve route parameter types.
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.responses import PlainTextResponse
+
+from graphs.services import Services, services
+from graphs.stages import run_stage
+from graphs.uploads import read_upload
+from mmserve import subtitles
+from mmserve.media import decode_audio
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post("/audio/transcriptions")
+async def transcriptions(
+    file: UploadFile = File(...),
+    model: str | None = Form(None),
+    language: str | None = Form(None, description="accepted and echoed; Paraformer detects zh/en itself"),
+    prompt: str | None = Form(None, description="hotwords, separated by commas or spaces"),
+    response_format: Literal["json", "text", "srt", "vtt", "verbose_json"] = Form("json"),
+    temperature: float | None = Form(None, description="accepted for compatibility; decoding is greedy"),
+    svc: Services = Depends(services),
+):
+    asr = svc.model("asr", model)
+    audio = decode_audio(await read_upload(file, svc.limits, "file"), max_seconds=svc.limits.max_audio_s)
+    hotwords = [w for w in (prompt or "").replace(",", " ").split() if w] or None
+    transcript = await run_stage("asr", asr.handle.transcribe.remote(audio.samples, hotwords))
+    text, duration = transcript.text, audio.duration_s
+    if response_format == "text":
+        return PlainTextResponse(text)
+    segs = subtitles.segments(text, transcript.timestamps, duration)
+    if response_format == "srt":
+        return PlainTextResponse(subtitles.to_srt(segs))
+    if response_format == "vtt":
+        return PlainTextResponse(subtitles.to_vtt(segs), media_type="text/vtt")
+    if response_format == "json":
+        return {"text": text}
+    return {
+        "task": "transcribe", "language": language or "zh", "duration": round(duration, 3), "text": text,
+        "segments": [{"id": i, "start": s.start_s, "end": s.end_s, "text": s.text} for i, s in enumerate(segs)],
+        "words": subtitles.words_with_times(text, transcript.timestamps),
+    }

@@ -1,0 +1,18 @@
+"""One text-to-image request (built by the gateway and flows, batched by the image replica)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class ImageRequest(BaseModel):
+    """One prompt; num_images images of width x height."""
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 1024
+    height: int = 1024
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    num_images: int = 1
