@@ -1,1 +1,4 @@
-"""Ray Serve deployments: one per task, each owning a model runner."""
+"""Ray Serve deployments: one class per task, generic over that task's runner families.
+
+`graphs/app.py` deploys each model entry as its task's class, named after the model.
+"""

@@ -1,4 +1,5 @@
-"""What every model deployment does the same way: GPU memory cap, model paths, blocking calls."""
+"""What every model deployment does the same way: loading its model entry's runner, GPU memory cap,
+model paths, batching, blocking calls."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
 from pydantic import BaseModel
 
-from mmserve.config import BatchArgs, DeploymentArgs, resolve_model_path
+from mmserve.catalog import ModelArgs
+from mmserve.config import BatchArgs, resolve_model_path
 from mmserve.devices import assigned_gpu_fraction, cap_gpu_memory, check_device, resolve_device
 
 log = logging.getLogger("ray.serve")
@@ -32,33 +34,21 @@ def with_resolved_paths(runner_args: BaseModel) -> BaseModel:
     return runner_args.model_copy(update=updates)
 
 
-def check_tensor_parallel(runner: BaseModel, deployment: DeploymentArgs) -> None:
-    """lmdeploy with tp > 1 needs that many GPUs visible to the replica, i.e. whole Ray GPUs."""
-    tp = getattr(runner, "tp", 1)
-    if getattr(runner, "backend", None) != "lmdeploy" or tp == 1:
-        return
-    if runner.lmdeploy_engine == "pytorch":
-        raise ValueError("runner.tp > 1 with lmdeploy's PyTorch engine starts Ray workers of its own inside the "
-                         "replica, which Serve cannot place: use lmdeploy_engine: turbomind for tp > 1")
-    if deployment.num_gpus != tp:
-        raise ValueError(f"runner.tp={tp} needs deployment.num_gpus: {tp} (TurboMind shards the model over "
-                         f"{tp} visible GPUs), not {deployment.num_gpus}")
-
-
 class ModelReplica:
     """Base of every model deployment: loads its runner on the right device, reports health."""
 
     device: str = "cpu"
 
-    def load_runner(self, runner_cls: Callable[[Any], T], runner_args: BaseModel, *, warmup: bool = True) -> T:
-        """The runner on this replica's device; warmed up (Serve routes no traffic until __init__ returns)."""
-        resolved = with_resolved_paths(runner_args)
+    def load_runner(self, model: ModelArgs) -> Any:
+        """The model's runner (its family's) on this replica's device; warmed up (Serve routes no
+        traffic until __init__ returns)."""
+        resolved = with_resolved_paths(model.runner)
         self.device = prepare_replica(resolved.device)
-        runner = runner_cls(resolved.model_copy(update={"device": self.device}))
-        if warmup:
+        runner = model.family.runner(resolved.model_copy(update={"device": self.device}))
+        if model.deployment.warmup:
             start = time.perf_counter()
             runner.warmup()
-            log.info("%s warmed up in %.2f s", runner_cls.__name__, time.perf_counter() - start)
+            log.info("%s (%s) warmed up in %.2f s", model.name, model.family.name, time.perf_counter() - start)
         freeze_startup_objects()
         return runner
 

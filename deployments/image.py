@@ -2,38 +2,29 @@
 
 from __future__ import annotations
 
-from pydantic import Field
 from ray import serve
 
 from deployments.common import BatchedReplica, in_thread, timed
 from mmserve import metrics
-from mmserve.config import BatchArgs, DeploymentArgs, Strict
+from mmserve.catalog import ModelArgs
 from mmserve.media import encode_png
 from mmserve.protocol.image import ImageRequest
-from mmserve.runners.image import ImageArgs, ImageRunner
-
-
-class ImageDeploymentArgs(Strict):
-    served_name: str = "sd3-medium"
-    runner: ImageArgs
-    deployment: DeploymentArgs = Field(default_factory=DeploymentArgs)
-    batch: BatchArgs = Field(default_factory=BatchArgs)
 
 
 @serve.deployment(name="image")
 class ImageGeneration(BatchedReplica):
     batched_method = "generate_batch"
 
-    def __init__(self, args: ImageDeploymentArgs):
-        self.runner = self.load_runner(ImageRunner, args.runner, warmup=args.deployment.warmup)
-        self.apply_batching(args.batch)
+    def __init__(self, model: ModelArgs):
+        self.runner = self.load_runner(model)
+        self.apply_batching(model.batching)
 
     async def generate(self, request: ImageRequest) -> list[bytes]:
         """PNG bytes, one per requested image; encoded here so only bytes cross the network.
 
         Validated before batching, so one bad request fails alone instead of failing its batch.
         """
-        ImageRunner.validate(request)
+        self.runner.validate(request)
         return await self.generate_batch(request)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
@@ -47,7 +38,3 @@ class ImageGeneration(BatchedReplica):
         metrics.images_generated().inc(made)
         metrics.seconds_per_image().observe(elapsed / max(made, 1))
         return results
-
-
-def build(args: ImageDeploymentArgs):
-    return ImageGeneration.options(**args.deployment.serve_options()).bind(args)

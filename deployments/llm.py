@@ -4,31 +4,18 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from pydantic import Field, model_validator
 from ray import serve
 
-from deployments.common import ModelReplica, check_tensor_parallel, drained, streamed
+from deployments.common import ModelReplica, drained, streamed
 from mmserve import metrics
-from mmserve.config import DeploymentArgs, Strict
+from mmserve.catalog import ModelArgs
 from mmserve.protocol.llm import ChatMessage, ChatResult, GenerationParams
-from mmserve.runners.llm import LlmArgs, LlmRunner
-
-
-class LlmDeploymentArgs(Strict):
-    served_name: str = "qwen2.5-7b-instruct"
-    runner: LlmArgs
-    deployment: DeploymentArgs = Field(default_factory=DeploymentArgs)
-
-    @model_validator(mode="after")
-    def _tensor_parallel_has_its_gpus(self) -> "LlmDeploymentArgs":
-        check_tensor_parallel(self.runner, self.deployment)
-        return self
 
 
 @serve.deployment(name="llm")
 class ChatLLM(ModelReplica):
-    def __init__(self, args: LlmDeploymentArgs):
-        self.runner = self.load_runner(LlmRunner, args.runner, warmup=args.deployment.warmup)
+    def __init__(self, model: ModelArgs):
+        self.runner = self.load_runner(model)
 
     async def chat(self, messages: list[ChatMessage], params: GenerationParams) -> ChatResult:
         """The whole reply; generated as a stream so that a caller who goes away stops the generation."""
@@ -46,7 +33,3 @@ class ChatLLM(ModelReplica):
         if stream.result is not None:
             metrics.tokens_generated().inc(stream.result.completion_tokens, tags={"task": "llm"})
         yield stream.result  # last item: a ChatResult with token counts and finish reason
-
-
-def build(args: LlmDeploymentArgs):
-    return ChatLLM.options(**args.deployment.serve_options()).bind(args)

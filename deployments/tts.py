@@ -5,31 +5,22 @@ from __future__ import annotations
 from typing import AsyncIterator
 
 import numpy as np
-from pydantic import Field
 from ray import serve
 
 from deployments.common import BatchedReplica, in_thread, streamed, timed
 from mmserve import metrics
-from mmserve.config import BatchArgs, DeploymentArgs, Strict
+from mmserve.catalog import ModelArgs
 from mmserve.protocol.audio import Audio
 from mmserve.protocol.tts import SpeechRequest
-from mmserve.runners.tts import TtsArgs, TtsRunner
-
-
-class TtsDeploymentArgs(Strict):
-    served_name: str = "chattts"
-    runner: TtsArgs
-    deployment: DeploymentArgs = Field(default_factory=DeploymentArgs)
-    batch: BatchArgs = Field(default_factory=BatchArgs)
 
 
 @serve.deployment(name="tts")
 class SpeechSynthesis(BatchedReplica):
     batched_method = "synthesize_batch"
 
-    def __init__(self, args: TtsDeploymentArgs):
-        self.runner = self.load_runner(TtsRunner, args.runner, warmup=args.deployment.warmup)
-        self.apply_batching(args.batch)
+    def __init__(self, model: ModelArgs):
+        self.runner = self.load_runner(model)
+        self.apply_batching(model.batching)
 
     def sample_rate(self) -> int:
         return self.runner.sample_rate
@@ -54,7 +45,3 @@ class SpeechSynthesis(BatchedReplica):
         async with streamed(self.runner.stream(request), "audio", "tts") as chunks:
             async for chunk in chunks:
                 yield Audio(chunk, self.runner.sample_rate)
-
-
-def build(args: TtsDeploymentArgs):
-    return SpeechSynthesis.options(**args.deployment.serve_options()).bind(args)

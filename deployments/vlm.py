@@ -4,31 +4,18 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from pydantic import Field, model_validator
 from ray import serve
 
-from deployments.common import ModelReplica, check_tensor_parallel, drained, streamed
+from deployments.common import ModelReplica, drained, streamed
 from mmserve import metrics
-from mmserve.config import DeploymentArgs, Strict
+from mmserve.catalog import ModelArgs
 from mmserve.protocol.vlm import VlmRequest, VlmResult
-from mmserve.runners.vlm import VlmArgs, VlmRunner
-
-
-class VlmDeploymentArgs(Strict):
-    served_name: str = "internvl"
-    runner: VlmArgs
-    deployment: DeploymentArgs = Field(default_factory=DeploymentArgs)
-
-    @model_validator(mode="after")
-    def _tensor_parallel_has_its_gpus(self) -> "VlmDeploymentArgs":
-        check_tensor_parallel(self.runner, self.deployment)
-        return self
 
 
 @serve.deployment(name="vlm")
 class VisionLanguage(ModelReplica):
-    def __init__(self, args: VlmDeploymentArgs):
-        self.runner = self.load_runner(VlmRunner, args.runner, warmup=args.deployment.warmup)
+    def __init__(self, model: ModelArgs):
+        self.runner = self.load_runner(model)
 
     async def answer(self, request: VlmRequest) -> VlmResult:
         """The whole answer; generated as a stream so that a caller who goes away stops the generation."""
@@ -42,7 +29,3 @@ class VisionLanguage(ModelReplica):
         async with streamed(self.runner.stream(request), "token", "vlm") as deltas:
             async for delta in deltas:
                 yield delta
-
-
-def build(args: VlmDeploymentArgs):
-    return VisionLanguage.options(**args.deployment.serve_options()).bind(args)

@@ -16,15 +16,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import Field
 from ray import serve
-from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import Headers
 
 from graphs import openai, routes_pipelines
 from graphs.errors import error_response, install_error_handlers
-from graphs.image_to_speech import ImageToSpeechArgs, ImageToSpeechFlow
 from graphs.services import ServedModel, Services, install, services, waiting_for
-from graphs.speech_to_image import SpeechToImageArgs, SpeechToImageFlow
-from graphs.voice_chat import VoiceChatArgs, VoiceChatFlow
 from mmserve import metrics
 from mmserve.config import DeploymentArgs, Strict
 from mmserve.errors import MMServeError, PayloadTooLarge
@@ -56,9 +52,6 @@ class GatewayArgs(Strict):
     api_keys: list[str] = Field(default_factory=list, description="Bearer keys; MMSERVE_API_KEYS adds more")
     limits: Limits = Field(default_factory=Limits)
     image_defaults: ImageDefaults = Field(default_factory=ImageDefaults)
-    speech_to_image: SpeechToImageArgs = Field(default_factory=SpeechToImageArgs)
-    voice_chat: VoiceChatArgs = Field(default_factory=VoiceChatArgs)
-    image_to_speech: ImageToSpeechArgs = Field(default_factory=ImageToSpeechArgs)
     deployment: DeploymentArgs = Field(
         default_factory=lambda: DeploymentArgs(num_cpus=0.5, max_ongoing_requests=64, max_queued_requests=256))
 
@@ -157,12 +150,13 @@ async def readyz() -> JSONResponse:
         return JSONResponse({"status": "unknown", "error": f"{type(exc).__name__}: {exc}"[:300]}, status_code=503)
     waiting = waiting_for(svc.models, running)
     body = {"status": "starting" if waiting else "ready", "waiting_for": waiting,
-            "running_replicas": {task: running.get(task, 0) for task in svc.models}}
+            "running_replicas": {name: running.get(name, 0) for name in svc.models}}
     return JSONResponse(body, status_code=503 if waiting else 200)
 
 
 def running_replicas() -> dict[str, int]:
-    """RUNNING replicas per deployment of this gateway's application (Serve's controller status)."""
+    """RUNNING replicas per deployment of this gateway's application (Serve's controller status); a
+    model's deployment is named after the model."""
     app_name = serve.get_replica_context().app_name
     deployments = serve.status().applications[app_name].deployments
     return {name: status.replica_states.get("RUNNING", 0) for name, status in deployments.items()}
@@ -171,20 +165,10 @@ def running_replicas() -> dict[str, int]:
 @serve.deployment(name="gateway")
 @serve.ingress(app)
 class Gateway:
-    def __init__(self, args: GatewayArgs, models: dict[str, tuple[str, DeploymentHandle, bool]]):
-        """`models`: task -> (served name, handle, always on)."""
-        served = {task: ServedModel(task, *spec) for task, spec in models.items()}
-        handle = {task: m.handle for task, m in served.items()}
-        flows = {}
-        if {"asr", "image"} <= handle.keys():
-            flows["speech-to-image"] = SpeechToImageFlow(args.speech_to_image, asr=handle["asr"],
-                                                         llm=handle.get("llm"), image=handle["image"])
-        if {"asr", "llm", "tts"} <= handle.keys():
-            flows["voice-chat"] = VoiceChatFlow(args.voice_chat, asr=handle["asr"], llm=handle["llm"],
-                                                tts=handle["tts"])
-        if {"vlm", "tts"} <= handle.keys():
-            flows["image-to-speech"] = ImageToSpeechFlow(args.image_to_speech, vlm=handle["vlm"],
-                                                         tts=handle["tts"], asr=handle.get("asr"))
+    def __init__(self, args: GatewayArgs, models: list[dict], flows: dict[str, Strict]):
+        """`models`: one dict per model (name, task, family, handle, always_on, default), plain data so this
+        replica needs no runner module; `flows`: the flows to serve, each stage's model resolved."""
+        served = {spec["name"]: ServedModel(**spec) for spec in models}
         install(Services(limits=args.limits, image_defaults=args.image_defaults, models=served, flows=flows,
                          api_keys=configured_keys(args),
                          max_body_bytes=args.limits.max_upload_bytes + MULTIPART_OVERHEAD_BYTES))

@@ -18,6 +18,10 @@ from mmserve.protocol.vlm import VlmRequest
 
 
 class ImageToSpeechArgs(Strict):
+    vlm: str | None = Field(None, description="vision-language model name (None: the vlm default)")
+    tts: str | None = Field(None, description="speech synthesis model name (None: the tts default)")
+    asr: str | None = Field(None, description="speech recognition model name, for spoken questions (None: the "
+                            "asr default, if any)")
     describe_prompt: str = "Describe this image in detail for someone who cannot see it."
     max_new_tokens: int = Field(256, ge=1)
 

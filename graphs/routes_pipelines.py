@@ -1,4 +1,8 @@
-"""One HTTP route per cross-modal flow, beside the OpenAI routes."""
+"""One HTTP route per cross-modal flow, beside the OpenAI routes.
+
+Each takes `<stage>_model` form fields (e.g. `asr_model`) to pick a stage's model by name for one
+request; unset, the stage uses the model the `flows:` config names, else its task's default.
+"""
 # No `from __future__ import annotations`: FastAPI must resolve route parameter types.
 
 
@@ -12,6 +16,10 @@ from mmserve.errors import InvalidInput
 from mmserve.media import b64encode, decode_audio, decode_image
 
 router = APIRouter(prefix="/v1/pipelines")
+
+
+def model_field(stage: str):
+    return Form(None, description=f"the {stage} model for this request, by name (default: from config)")
 
 
 async def read_audio(file: UploadFile, svc: Services):
@@ -37,9 +45,12 @@ async def speech_to_image(
     n: int = Form(1),
     rewrite: bool | None = Form(None, description="LLM rewrites the transcript (default from config)"),
     hotwords: str = Form("", description="comma-separated words the recognizer should favour"),
+    asr_model: str | None = model_field("asr"),
+    llm_model: str | None = model_field("llm"),
+    image_model: str | None = model_field("image"),
     svc: Services = Depends(services),
 ) -> dict:
-    flow = svc.flow("speech-to-image")
+    flow = svc.flow("speech-to-image", asr=asr_model, llm=llm_model, image=image_model)
     limits = svc.limits
     width = width or svc.image_defaults.width
     height = height or svc.image_defaults.height
@@ -65,9 +76,11 @@ async def describe_aloud(
     image: list[UploadFile] = File(..., description="one or more images (PNG, JPEG, WebP, ...)"),
     question: str | None = Form(None, description="what to say about the image (default: describe it)"),
     voice: str | None = Form(None),
+    vlm_model: str | None = model_field("vlm"),
+    tts_model: str | None = model_field("tts"),
     svc: Services = Depends(services),
 ) -> dict:
-    flow = svc.flow("image-to-speech")
+    flow = svc.flow("image-to-speech", vlm=vlm_model, tts=tts_model)
     if question is not None:
         question = svc.limits.check_prompt(question, "question")
     return await flow.describe(await read_images(image, svc), question=question, voice=voice)
@@ -78,9 +91,12 @@ async def spoken_question(
     image: list[UploadFile] = File(...),
     file: UploadFile = File(..., description="the spoken question"),
     voice: str | None = Form(None),
+    asr_model: str | None = model_field("asr"),
+    vlm_model: str | None = model_field("vlm"),
+    tts_model: str | None = model_field("tts"),
     svc: Services = Depends(services),
 ) -> dict:
-    flow = svc.flow("image-to-speech")
+    flow = svc.flow("image-to-speech", asr=asr_model, vlm=vlm_model, tts=tts_model)
     images = await read_images(image, svc)
     return await flow.spoken_question(images, await read_audio(file, svc), voice=voice)
 
@@ -91,9 +107,12 @@ async def voice_chat(
     voice: str | None = Form(None),
     system_prompt: str | None = Form(None),
     stream: bool = Form(True, description="server-sent events as each clause is spoken; false: one JSON"),
+    asr_model: str | None = model_field("asr"),
+    llm_model: str | None = model_field("llm"),
+    tts_model: str | None = model_field("tts"),
     svc: Services = Depends(services),
 ):
-    flow = svc.flow("voice-chat")
+    flow = svc.flow("voice-chat", asr=asr_model, llm=llm_model, tts=tts_model)
     if system_prompt is not None:
         system_prompt = svc.limits.check_prompt(system_prompt, "system_prompt")
     events = await flow.start(await read_audio(file, svc), voice=voice, system_prompt=system_prompt)

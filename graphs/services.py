@@ -1,4 +1,4 @@
-"""What the gateway's routes share: limits, the served models by task, and the flows."""
+"""What the gateway's routes share: limits, the served models by name, and the flows."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
+from graphs.flows import FLOW_KINDS
 from mmserve.errors import MMServeError
-
-TASKS = ("asr", "image", "llm", "tts", "vlm", "music")
 
 
 class ModelNotFound(MMServeError):
@@ -19,15 +18,17 @@ class ModelNotFound(MMServeError):
 
 @dataclass
 class ServedModel:
+    name: str  # OpenAI model id and Serve deployment name
     task: str
-    name: str
+    family: str
     handle: DeploymentHandle
     always_on: bool = True  # False: may scale to zero, so readiness does not wait for it
+    default: bool = False  # the task's model when a request names none
 
 
 def waiting_for(models: dict[str, ServedModel], running: dict[str, int]) -> list[str]:
     """Always-on models with no RUNNING replica yet (a replica runs once loaded and warmed up)."""
-    return sorted(task for task, m in models.items() if m.always_on and running.get(task, 0) < 1)
+    return sorted(name for name, m in models.items() if m.always_on and running.get(name, 0) < 1)
 
 
 @dataclass
@@ -36,27 +37,45 @@ class Services:
     image_defaults: Any
     api_keys: list[str] = field(default_factory=list)
     max_body_bytes: int | None = None
-    models: dict[str, ServedModel] = field(default_factory=dict)  # by task
-    flows: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, ServedModel] = field(default_factory=dict)  # by name
+    flows: dict[str, Any] = field(default_factory=dict)  # flow name -> its args, stage models resolved
+
+    def names_for(self, task: str) -> list[str]:
+        return [m.name for m in self.models.values() if m.task == task]
 
     def model(self, task: str, requested: str | None = None, *, field_name: str = "model") -> ServedModel:
-        """The deployment serving `task`; a `model` naming something else is a 404."""
-        served = self.models.get(task)
-        if served is None:
+        """The `task` model named `requested`, or the task's default; anything else is a 404 that lists
+        the names served for the task."""
+        if requested:
+            served = self.models.get(requested)
+            if served is not None and served.task == task:
+                return served
+            names = self.names_for(task)
+            served_list = f"the {task} models served are: {', '.join(names)}" if names else f"no {task} model is served"
+            raise ModelNotFound(f"model {requested!r} is not a served {task} model; {served_list}", field=field_name)
+        default = next((m for m in self.models.values() if m.task == task and m.default), None)
+        if default is None:
             raise ModelNotFound(f"no {task} model is served by this deployment", field=field_name)
-        if requested and requested != served.name:
-            raise ModelNotFound(f"model {requested!r} is not served; the {task} model is {served.name!r}",
-                                field=field_name)
-        return served
+        return default
 
     def task_of(self, name: str) -> str | None:
-        return next((m.task for m in self.models.values() if m.name == name), None)
+        served = self.models.get(name)
+        return served.task if served is not None else None
 
-    def flow(self, name: str) -> Any:
-        flow = self.flows.get(name)
-        if flow is None:
+    def flow(self, name: str, **requested: str | None) -> Any:
+        """The flow, its stages calling the models a request picked (`requested`: stage -> model name),
+        else the ones its config names, else each task's default (an optional stage with none: skipped)."""
+        args = self.flows.get(name)
+        if args is None:
             raise ModelNotFound(f"the {name} flow needs models this deployment does not serve")
-        return flow
+        kind = FLOW_KINDS[name]
+        handles = {}
+        for stage in kind.stages:
+            chosen = requested.get(stage) or getattr(args, stage)
+            optional_and_absent = stage in kind.optional and chosen is None
+            handles[stage] = None if optional_and_absent else self.model(
+                stage, chosen, field_name=f"{stage}_model").handle
+        return kind.flow(args, **handles)
 
 
 _installed: Services | None = None

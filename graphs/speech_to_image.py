@@ -22,6 +22,9 @@ REWRITE_SYSTEM_PROMPT = (
 
 
 class SpeechToImageArgs(Strict):
+    asr: str | None = Field(None, description="speech recognition model name (None: the asr default)")
+    llm: str | None = Field(None, description="prompt-rewriting LLM name (None: the llm default, if any)")
+    image: str | None = Field(None, description="image model name (None: the image default)")
     rewrite_prompt: bool = Field(True, description="LLM rewrites the transcript into an English prompt")
     rewrite_max_new_tokens: int = Field(96, ge=1)
     rewrite_temperature: float = Field(0.0, ge=0)

@@ -27,6 +27,9 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful voice assistant. Answer briefly, in t
 
 
 class VoiceChatArgs(Strict):
+    asr: str | None = Field(None, description="speech recognition model name (None: the asr default)")
+    llm: str | None = Field(None, description="chat model name (None: the llm default)")
+    tts: str | None = Field(None, description="speech synthesis model name (None: the tts default)")
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_new_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.7, ge=0)

@@ -57,7 +57,7 @@ def main() -> None:
     build_all(models, ["sd3"])
     os.environ["MMSERVE_MODEL_ROOT"] = str(models)
     local = load_app_args(ROOT / "configs" / "local.yaml")
-    image = local.image.model_copy(deep=True)
+    image = local.default_model("image").model_copy(deep=True)
     image.batch = BatchArgs(max_batch_size=1)
     image.deployment = DeploymentArgs(num_cpus=0, max_ongoing_requests=2, max_queued_requests=-1,
                                       autoscaling=SCALING)
@@ -68,7 +68,7 @@ def main() -> None:
              runtime_env={"env_vars": {"MMSERVE_MODEL_ROOT": str(models), "HF_HUB_OFFLINE": "1"}})
     serve.start(http_options={"host": "127.0.0.1", "port": http_port})
     try:
-        serve.run(build_app(AppArgs(image=image, gateway=local.gateway)), name="autoscale", route_prefix="/")
+        serve.run(build_app(AppArgs(models=[image], gateway=local.gateway)), name="autoscale", route_prefix="/")
         subprocess.run([sys.executable, "-m", "scripts.loadtest", "--url", f"http://127.0.0.1:{http_port}",
                         "--routes", "images", "--sweep", opts.levels, "--duration", str(opts.duration),
                         "--warmup", "0", "--image-size", "256x256", "--steps", "20", "--replicas",
@@ -81,7 +81,8 @@ def main() -> None:
     report["meta"]["command"] = "python scripts/bench_autoscaling.py " + " ".join(sys.argv[1:])
     report["meta"]["autoscaling"] = SCALING.model_dump()
     OUT.write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    running = [s["deployments"].get("autoscale/image", {}).get("running") for s in report["replicas"]["samples"]]
+    samples = report["replicas"]["samples"]
+    running = [s["deployments"].get(f"autoscale/{image.name}", {}).get("running") for s in samples]
     print(json.dumps({
         "levels": [{"users": lv["users"], "ok": lv["totals"]["ok"], "errors": lv["totals"]["errors"],
                     "replicas_max": lv.get("replicas_max")} for lv in report["levels"]],

@@ -54,9 +54,8 @@ def free_port() -> int:
 
 def app_args(batch_size: int) -> AppArgs:
     local = load_app_args(ROOT / "configs" / "local.yaml")
-    args = AppArgs(image=local.image, tts=local.tts, gateway=local.gateway)
-    for name in ("image", "tts"):
-        part = getattr(args, name)
+    args = AppArgs(models=[local.default_model("image"), local.default_model("tts")], gateway=local.gateway)
+    for part in args.models:
         part.deployment = DeploymentArgs(num_cpus=0, num_replicas=1, max_ongoing_requests=32, max_queued_requests=-1)
         part.batch = BatchArgs(max_batch_size=batch_size, batch_wait_timeout_s=0.02 if batch_size > 1 else 0)
     return args
@@ -65,8 +64,8 @@ def app_args(batch_size: int) -> AppArgs:
 def in_process_rps(args: AppArgs, seconds: float = 15.0) -> dict[str, float]:
     """One request at a time through the runner itself, on the load tool's own payloads (cycled
     in the same order) and doing the replica's work (SD3 encodes PNGs): the per-replica baseline."""
-    image = ImageRunner(with_resolved_paths(args.image.runner))
-    tts = TtsRunner(with_resolved_paths(args.tts.runner))
+    image = ImageRunner(with_resolved_paths(args.default_model("image").runner))
+    tts = TtsRunner(with_resolved_paths(args.default_model("tts").runner))
     payloads = Payloads()
     width, height = (int(v) for v in IMAGE_SIZE.split("x"))
 

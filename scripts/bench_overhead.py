@@ -36,6 +36,7 @@ import torch  # noqa: E402
 
 from deployments.common import with_resolved_paths  # noqa: E402
 from graphs.app import AppArgs, build_app, load_app_args  # noqa: E402
+from graphs.flows import FlowsArgs  # noqa: E402
 from graphs.speech_to_image import REWRITE_SYSTEM_PROMPT  # noqa: E402
 from mmserve.config import BatchArgs  # noqa: E402
 from mmserve.media import b64encode, decode_audio, encode_png, encode_wav  # noqa: E402
@@ -86,10 +87,10 @@ class InProcessFlow:
     """What the gateway and the three deployments do for one request, without Ray or HTTP."""
 
     def __init__(self, args: AppArgs):
-        self.asr = AsrRunner(with_resolved_paths(args.asr.runner))
-        self.llm = LlmRunner(with_resolved_paths(args.llm.runner))
-        self.image = ImageRunner(with_resolved_paths(args.image.runner))
-        self.rewrite = args.gateway.speech_to_image
+        self.asr = AsrRunner(with_resolved_paths(args.default_model("asr").runner))
+        self.llm = LlmRunner(with_resolved_paths(args.default_model("llm").runner))
+        self.image = ImageRunner(with_resolved_paths(args.default_model("image").runner))
+        self.rewrite = args.flows.args_of("speech-to-image")
 
     def __call__(self, audio_bytes: bytes) -> dict:
         """The flow's result; `self.stages` keeps each stage's wall time (ms) for the breakdown."""
@@ -168,15 +169,16 @@ def main() -> None:
     torch.set_num_threads(1)  # replicas with num_cpus < 1 get OMP_NUM_THREADS=1 from Ray: same here
 
     local = load_app_args(ROOT / "configs" / "local.yaml")
-    batched_args = AppArgs(asr=local.asr, llm=local.llm, image=local.image, gateway=local.gateway)
+    batched_args = AppArgs(models=[local.default_model(task) for task in ("asr", "llm", "image")],
+                           flows=FlowsArgs(speech_to_image=local.flows.speech_to_image), gateway=local.gateway)
     # Transport overhead alone: a lone request under @serve.batch waits batch_wait_timeout_s for
     # company, a latency/throughput policy measured separately (the "batch_wait" case).
     flow_args = batched_args.model_copy(deep=True)
-    flow_args.image.batch = BatchArgs(max_batch_size=1)
-    large_asr = flow_args.asr.model_copy(deep=True)
+    flow_args.default_model("image").batch = BatchArgs(max_batch_size=1)
+    large_asr = flow_args.default_model("asr").model_copy(deep=True)
     large_asr.runner = large_asr.runner.model_copy(update={
         "model": "funasr_large/paraformer", "vad_model": "funasr_large/vad", "punc_model": "funasr_large/punc"})
-    large_args = AppArgs(asr=large_asr, gateway=local.gateway)
+    large_args = AppArgs(models=[large_asr], gateway=local.gateway)
 
     port = free_port()
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",

@@ -260,24 +260,12 @@ def build_tts(folder: Path, tiny: bool) -> dict:
 
 
 # ------------------------------------------------------------------------------------- benchmarks
-def production(task: str) -> dict:
-    """runner and batch args of one task in serve_config.yaml (the production config)."""
+def production(name: str) -> dict:
+    """The entry of model `name` in serve_config.yaml's `models:` (the production config), as YAML."""
     import yaml
 
-    def find(node):
-        if isinstance(node, dict):
-            if isinstance(node.get(task), dict) and "runner" in node[task]:
-                return node[task]
-            for value in node.values():
-                if (hit := find(value)) is not None:
-                    return hit
-        elif isinstance(node, list):
-            for value in node:
-                if (hit := find(value)) is not None:
-                    return hit
-        return None
-
-    return find(yaml.safe_load((REPO / "serve_config.yaml").read_text())) or {"runner": {}}
+    args = yaml.safe_load((REPO / "serve_config.yaml").read_text())["applications"][0]["args"]
+    return next((model for model in args["models"] if model["name"] == name), {"runner": {}})
 
 
 def bench_sd3(ctx: dict, quantization: str = "none") -> dict:
@@ -285,7 +273,7 @@ def bench_sd3(ctx: dict, quantization: str = "none") -> dict:
     from mmserve.runners.image import ImageArgs, ImageRunner
 
     tiny, device = ctx["tiny"], ctx["device"]
-    prod = production("image")
+    prod = production("sd3-medium")
     dtype_name = "float32" if tiny else prod["runner"].get("dtype", "float16")
     folder = model_dir(ctx, "sd3")
     facts = build_once(folder, lambda d: build_sd3(d, tiny, device, _dtype(dtype_name, device)))
@@ -318,7 +306,7 @@ def bench_llm(ctx: dict, quantization: str = "none") -> dict:
     from mmserve.runners.llm import LlmArgs, LlmRunner
 
     tiny, device = ctx["tiny"], ctx["device"]
-    dtype_name = "float32" if tiny else production("llm")["runner"].get("dtype", "bfloat16")
+    dtype_name = "float32" if tiny else production("qwen2.5-7b-instruct")["runner"].get("dtype", "bfloat16")
     folder = model_dir(ctx, "llm")
     facts = build_once(folder, lambda d: build_llm(d, tiny, device, _dtype(dtype_name, device)))
     new_tokens = 16 if tiny else {"none": 256, "4bit": 128, "8bit": 64}[quantization]

@@ -16,19 +16,19 @@ APP = "autoscale"
 
 
 def running_replicas() -> int:
-    deployment = serve.status().applications[APP].deployments["image"]
+    deployment = serve.status().applications[APP].deployments["sd3-medium"]
     return deployment.replica_states.get("RUNNING", 0)
 
 
 def test_replicas_follow_a_load_step(ray_cluster):
     local = load_app_args(LOCAL_CONFIG)
-    image = local.image.model_copy(deep=True)
+    image = local.default_model("image").model_copy(deep=True)
     image.batch = BatchArgs(max_batch_size=1)
     image.deployment = DeploymentArgs(
         num_cpus=0, max_ongoing_requests=2, max_queued_requests=-1,
         autoscaling=AutoscalingArgs(min_replicas=1, max_replicas=2, target_ongoing_requests=1,
                                     upscale_delay_s=1, downscale_delay_s=4, look_back_period_s=12))
-    serve.run(build_app(AppArgs(image=image, gateway=local.gateway)), name=APP, route_prefix="/" + APP)
+    serve.run(build_app(AppArgs(models=[image], gateway=local.gateway)), name=APP, route_prefix="/" + APP)
     url = f"{ray_cluster}/{APP}/v1/images/generations"
     payload = {"prompt": "load step", "size": "256x256", "num_inference_steps": 20}
     statuses: list[int] = []

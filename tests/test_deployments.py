@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import gc
+from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
 
-from deployments.asr import AsrDeploymentArgs, SpeechRecognition
+from deployments.asr import SpeechRecognition
 from deployments.common import ModelReplica, with_resolved_paths
 from deployments.image import ImageGeneration
 from deployments.tts import SpeechSynthesis
+from mmserve.catalog import ModelArgs
 from mmserve.config import DeploymentArgs
 from mmserve.runners.asr import AsrArgs
 from tests.helpers import read_then_leave
@@ -47,7 +49,10 @@ class _RecordingRunner:
 
 @pytest.mark.parametrize("warmup", [True, False])
 def test_replicas_warm_their_runner_before_taking_traffic(warmup):
-    runner = ModelReplica().load_runner(_RecordingRunner, AsrArgs(model="iic/x", device="cpu"), warmup=warmup)
+    probe = SimpleNamespace(name="probe", runner=_RecordingRunner)
+    model = SimpleNamespace(name="m", family=probe, runner=AsrArgs(model="iic/x", device="cpu"),
+                            deployment=DeploymentArgs(warmup=warmup))
+    runner = ModelReplica().load_runner(model)
     assert runner.warmups == (1 if warmup else 0)
     assert runner.args.device == "cpu"
     assert gc.get_freeze_count() > 0  # start-up objects are out of the collector's way
@@ -71,8 +76,8 @@ def test_bad_hotwords_fail_only_their_own_request(tiny_models):
     from mmserve.protocol.asr import Transcript
 
     funasr = tiny_models / "funasr"
-    args = AsrDeploymentArgs(
-        runner=AsrArgs(model=str(funasr / "paraformer"), vad_model=str(funasr / "vad"), device="cpu"),
+    args = ModelArgs(
+        name="m", runner=AsrArgs(model=str(funasr / "paraformer"), vad_model=str(funasr / "vad"), device="cpu"),
         deployment=DeploymentArgs(warmup=False),
     )
     replica = SpeechRecognition.func_or_class(args)
@@ -98,7 +103,7 @@ def test_a_client_that_leaves_stops_transformers_generation(tiny_models, monkeyp
     """The deployment's stream is driven on a thread; leaving early cancels the runner's generate()."""
     import time
 
-    from deployments.llm import ChatLLM, LlmDeploymentArgs
+    from deployments.llm import ChatLLM
     from mmserve.protocol.llm import ChatMessage, GenerationParams
     from mmserve.runners import llm
     from mmserve.runners.llm import LlmArgs
@@ -106,8 +111,8 @@ def test_a_client_that_leaves_stops_transformers_generation(tiny_models, monkeyp
     tokens = []
     real_put = llm._TokenQueue.put
     monkeypatch.setattr(llm._TokenQueue, "put", lambda self, value: tokens.append(1) or real_put(self, value))
-    replica = ChatLLM.func_or_class(LlmDeploymentArgs(
-        runner=LlmArgs(model=str(tiny_models / "qwen"), device="cpu", max_new_tokens=1500),
+    replica = ChatLLM.func_or_class(ModelArgs(
+        name="m", runner=LlmArgs(model=str(tiny_models / "qwen"), device="cpu", max_new_tokens=1500),
         deployment=DeploymentArgs(warmup=False)))
     gc.unfreeze()
     streams = []

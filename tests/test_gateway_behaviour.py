@@ -52,10 +52,11 @@ def test_keys_from_config_and_environment(monkeypatch):
 @pytest.fixture(scope="module")
 def tight_image_queue(ray_cluster):
     """The local image model with one request at a time and a queue of one."""
-    args = load_app_args(LOCAL_CONFIG)
-    args = AppArgs(image=args.image, gateway=args.gateway)
-    args.image.deployment = DeploymentArgs(num_cpus=0, max_ongoing_requests=1, max_queued_requests=1)
-    args.image.batch.max_batch_size = 1
+    local = load_app_args(LOCAL_CONFIG)
+    image = local.default_model("image")
+    image.deployment = DeploymentArgs(num_cpus=0, max_ongoing_requests=1, max_queued_requests=1)
+    image.batch.max_batch_size = 1
+    args = AppArgs(models=[image], gateway=local.gateway)
     serve.run(build_app(args), name="tight", route_prefix="/tight")
     yield ray_cluster + "/tight"
     serve.delete("tight")
@@ -90,9 +91,11 @@ def test_overload_answers_503_fast_with_retry_after(tight_image_queue):
 def test_readiness_waits_only_for_always_on_models():
     from graphs.services import ServedModel, waiting_for
 
-    models = {"asr": ServedModel("asr", "paraformer", None), "music": ServedModel("music", "sa", None, False)}
-    assert waiting_for(models, {"asr": 0, "music": 0}) == ["asr"]  # music may sit at zero replicas
-    assert waiting_for(models, {"asr": 1}) == []
+    models = {"paraformer": ServedModel("paraformer", "asr", "funasr-paraformer", None),
+              "stable-audio": ServedModel("stable-audio", "music", "diffusers-stable-audio", None, always_on=False)}
+    # keyed by model name, which is also the deployment name Serve reports replicas under
+    assert waiting_for(models, {"paraformer": 0, "stable-audio": 0}) == ["paraformer"]  # music may sit at zero
+    assert waiting_for(models, {"paraformer": 1}) == []
     assert DeploymentArgs(num_replicas=0).always_on is False
     scale_to_zero = DeploymentArgs.model_validate({"autoscaling": {"min_replicas": 0, "max_replicas": 2}})
     assert scale_to_zero.always_on is False and DeploymentArgs().always_on is True

@@ -17,8 +17,9 @@ import pytest
 from PIL import Image
 
 import mmserve.runners.lmdeploy_engine as engine_module
-from deployments.llm import ChatLLM, LlmDeploymentArgs
-from deployments.vlm import VisionLanguage, VlmDeploymentArgs
+from deployments.llm import ChatLLM
+from deployments.vlm import VisionLanguage
+from mmserve.catalog import ModelArgs
 from mmserve.config import DeploymentArgs
 from mmserve.errors import InvalidInput
 from mmserve.protocol.llm import ChatMessage, GenerationParams
@@ -38,7 +39,7 @@ def gpu(monkeypatch) -> FakeGpu:
 
 
 def llm_args(tiny_models, **kw) -> LlmArgs:
-    return LlmArgs(**{"model": str(tiny_models / "qwen"), "backend": "lmdeploy", "device": "cuda", **kw})
+    return LlmArgs(**{"model": str(tiny_models / "qwen"), "family": "lmdeploy-llm", "device": "cuda", **kw})
 
 
 def wait_for(condition, timeout: float = 10.0, what: str = "condition") -> None:
@@ -105,7 +106,7 @@ def test_a_seed_outside_uint64_is_a_400_before_the_engine(tiny_models, gpu, fake
 
 def test_images_past_the_session_length_are_a_400_not_a_500(tiny_models, gpu, fake_lmdeploy):
     fake_lmdeploy.settings.image_tokens = 3000  # InternVL: up to 13 tiles x 256 tokens per large image
-    runner = VlmRunner(VlmArgs(model=str(tiny_models / "internvl"), backend="lmdeploy", device="cuda",
+    runner = VlmRunner(VlmArgs(model=str(tiny_models / "internvl"), family="lmdeploy-vlm", device="cuda",
                                cache_max_entry_count=0.5, session_len=4096, max_images=4))
     images = [Image.new("RGB", (64, 64), (i * 40, 0, 0)) for i in range(3)]
     with pytest.raises(InvalidInput, match="session length") as err:
@@ -140,8 +141,8 @@ def _assert_aborted_early(fake_lmdeploy, max_new: int, *, off_the_loop: bool = T
 
 def test_llm_disconnect_aborts_the_lmdeploy_request(tiny_models, gpu, fake_lmdeploy):
     fake_lmdeploy.settings.step_s = 0.005
-    replica = ChatLLM.func_or_class(LlmDeploymentArgs(
-        runner=llm_args(tiny_models, cache_max_entry_count=0.5, max_new_tokens=2000), deployment=NO_WARMUP))
+    replica = ChatLLM.func_or_class(ModelArgs(
+        name="m", runner=llm_args(tiny_models, cache_max_entry_count=0.5, max_new_tokens=2000), deployment=NO_WARMUP))
     gc.unfreeze()
     got = asyncio.run(read_then_leave(replica.stream(HELLO, GenerationParams(max_new_tokens=2000)), 3))
     assert len(got) == 3
@@ -152,8 +153,8 @@ def test_llm_disconnect_aborts_the_lmdeploy_request(tiny_models, gpu, fake_lmdep
 def test_a_caller_that_leaves_a_whole_reply_aborts_it(tiny_models, gpu, fake_lmdeploy):
     """OpenAI clients ask for whole replies by default; Serve cancels the replica's task when they leave."""
     fake_lmdeploy.settings.step_s = 0.005
-    replica = ChatLLM.func_or_class(LlmDeploymentArgs(
-        runner=llm_args(tiny_models, cache_max_entry_count=0.5, max_new_tokens=2000), deployment=NO_WARMUP))
+    replica = ChatLLM.func_or_class(ModelArgs(
+        name="m", runner=llm_args(tiny_models, cache_max_entry_count=0.5, max_new_tokens=2000), deployment=NO_WARMUP))
     gc.unfreeze()
 
     async def leave_midway():
@@ -184,9 +185,9 @@ def test_a_cancel_during_preprocessing_still_stops_the_request(tiny_models, gpu,
 
 def test_vlm_disconnect_aborts_the_lmdeploy_request(tiny_models, gpu, fake_lmdeploy):
     fake_lmdeploy.settings.step_s = 0.005
-    replica = VisionLanguage.func_or_class(VlmDeploymentArgs(
-        runner=VlmArgs(model=str(tiny_models / "internvl"), backend="lmdeploy", device="cuda",
-                       cache_max_entry_count=0.5, max_new_tokens=2000), deployment=NO_WARMUP))
+    replica = VisionLanguage.func_or_class(ModelArgs(
+        name="m", runner=VlmArgs(model=str(tiny_models / "internvl"), family="lmdeploy-vlm", device="cuda",
+                              cache_max_entry_count=0.5, max_new_tokens=2000), deployment=NO_WARMUP))
     gc.unfreeze()
     request = VlmRequest(question="describe", images=[Image.new("RGB", (32, 32))], max_new_tokens=2000)
     assert len(asyncio.run(read_then_leave(replica.stream(request), 2))) == 2
@@ -211,7 +212,7 @@ def test_lmdeploy_not_installed_is_a_config_error(tiny_models, gpu):
 
     with pytest.raises(ConfigError, match="lmdeploy==0.18.0") as err:
         LlmRunner(llm_args(tiny_models))
-    assert err.value.field == "backend"
+    assert err.value.field == "family"
 
 
 def test_a_folder_lmdeploy_cannot_load_is_a_config_error(tmp_path, gpu, fake_lmdeploy):
@@ -219,7 +220,7 @@ def test_a_folder_lmdeploy_cannot_load_is_a_config_error(tmp_path, gpu, fake_lmd
     from mmserve.runners.lmdeploy_engine import load_pipeline
 
     with pytest.raises(ConfigError) as err:
-        load_pipeline(LlmArgs(model=str(tmp_path), backend="lmdeploy", cache_max_entry_count=0.5))
+        load_pipeline(LlmArgs(model=str(tmp_path), family="lmdeploy-llm", cache_max_entry_count=0.5))
     assert err.value.field == "model"
 
 
@@ -267,9 +268,43 @@ def test_a_stop_string_ends_the_request_in_the_engine(tiny_models, gpu, fake_lmd
 
 
 def test_the_health_check_asks_the_gpu(tiny_models, gpu, fake_lmdeploy):
-    replica = ChatLLM.func_or_class(LlmDeploymentArgs(
-        runner=llm_args(tiny_models, cache_max_entry_count=0.5), deployment=NO_WARMUP))
+    replica = ChatLLM.func_or_class(ModelArgs(
+        name="m", runner=llm_args(tiny_models, cache_max_entry_count=0.5), deployment=NO_WARMUP))
     gc.unfreeze()
     replica.check_health()
     assert (0,) in gpu.called("mem_get_info")
     replica.runner.close()
+
+
+class _Pipe:
+    """Just enough of a pipeline to replay a fixed list of responses (mmserve's own handling of them)."""
+
+    def __init__(self, responses):
+        self.responses = responses
+
+    def session(self):
+        return object()
+
+    def stream_infer(self, prompt, sessions=None, gen_config=None):
+        return iter(self.responses)
+
+
+def _response(finish_reason, text=""):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(text=text, finish_reason=finish_reason, error_code=None, error_message=None,
+                           input_token_len=3, generate_token_len=1)
+
+
+def test_an_abort_lmdeploy_starts_itself_is_a_retryable_503():
+    from mmserve.errors import Overloaded
+
+    request = engine_module.LmdeployRequest(_Pipe([_response(None, "a"), _response("abort")]), "hi", None)
+    with pytest.raises(Overloaded) as err:
+        list(request.responses())
+    assert err.value.status_code == 503
+
+
+def test_an_engine_that_answers_nothing_is_a_server_error():
+    with pytest.raises(RuntimeError, match="no response"):
+        list(engine_module.LmdeployRequest(_Pipe([]), "hi", None).responses())

@@ -14,8 +14,7 @@ from pydantic import ValidationError
 
 import deployments.common as common
 import mmserve.quantization
-from deployments.asr import AsrDeploymentArgs
-from deployments.llm import LlmDeploymentArgs
+from mmserve.catalog import ModelArgs
 from mmserve.devices import cap_gpu_memory, check_device, resolve_device, resolve_dtype
 from mmserve.protocol.image import ImageRequest
 from mmserve.protocol.llm import ChatMessage, GenerationParams
@@ -149,19 +148,19 @@ def test_quantization_without_bitsandbytes_is_a_config_error(tiny_models, gpu, m
 
 
 def test_tensor_parallel_needs_that_many_whole_gpus():
-    runner = {"model": "Qwen/Qwen2.5-72B-Instruct", "backend": "lmdeploy", "tp": 2}
+    runner = {"model": "Qwen/Qwen2.5-72B-Instruct", "family": "lmdeploy-llm", "tp": 2}
     with pytest.raises(ValidationError, match="num_gpus: 2"):
-        LlmDeploymentArgs(runner=runner, deployment={"num_gpus": 0.5})
+        ModelArgs(name="m", runner=runner, deployment={"num_gpus": 0.5})
     with pytest.raises(ValidationError, match="turbomind"):
-        LlmDeploymentArgs(runner={**runner, "lmdeploy_engine": "pytorch"}, deployment={"num_gpus": 2})
-    assert LlmDeploymentArgs(runner=runner, deployment={"num_gpus": 2}).runner.tp == 2
+        ModelArgs(name="m", runner={**runner, "lmdeploy_engine": "pytorch"}, deployment={"num_gpus": 2})
+    assert ModelArgs(name="m", runner=runner, deployment={"num_gpus": 2}).runner.tp == 2
 
 
 def test_asr_threads_may_not_exceed_the_replica_cpus():
-    runner = {"model": "iic/paraformer", "ncpu": 4}
-    with pytest.raises(ValidationError, match="ncpu"):
-        AsrDeploymentArgs(runner=runner, deployment={"num_cpus": 2})
-    assert AsrDeploymentArgs(runner={**runner, "ncpu": 2}, deployment={"num_cpus": 2})
+    runner = {"family": "funasr-paraformer", "model": "iic/paraformer", "ncpu": 4}
+    with pytest.raises(ValidationError, match="model 'm': runner.ncpu=4"):
+        ModelArgs(name="m", runner=runner, deployment={"num_cpus": 2})
+    assert ModelArgs(name="m", runner={**runner, "ncpu": 2}, deployment={"num_cpus": 2})
 
 
 @pytest.mark.parametrize("args_type", [ImageArgs, MusicArgs, LlmArgs, VlmArgs])

@@ -46,4 +46,4 @@ def test_custom_metrics_are_scraped_after_real_requests(local_stack):
         time.sleep(2)
     assert not missing, f"not exported: {missing}"
     assert 'reason="invalid_input"' in text
-    assert 'deployment="asr"' in text
+    assert 'deployment="paraformer"' in text  # a model's deployment is named after the model

@@ -211,5 +211,7 @@ def test_ready_once_every_model_runs(local_stack):
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["status"] == "ready" and body["waiting_for"] == []
-    assert set(body["running_replicas"]) == {"asr", "image", "llm", "tts", "vlm", "music"}
+    # keyed by model name: each model's Serve deployment is named after it
+    assert set(body["running_replicas"]) == {"paraformer", "sd3-medium", "qwen2.5-7b-instruct", "chattts", "internvl",
+                                             "llava", "stable-audio"}
     assert all(n >= 1 for n in body["running_replicas"].values())

@@ -102,7 +102,7 @@ def test_serve_config_fits_one_gpu_with_5gb_headroom_per_model():
     assert not plan.warnings, plan.warnings
     assert args.cluster == ONE_GPU
     for model in plan.models:
-        assert model.headroom_gb >= 5, (model.task, model.headroom_gb)
+        assert model.headroom_gb >= 5, (model.name, model.headroom_gb)
 
 
 def _multi_gpu_variant() -> AppArgs:
@@ -115,6 +115,10 @@ def _multi_gpu_variant() -> AppArgs:
         for key, value in extra.items():
             if isinstance(value, dict) and isinstance(base.get(key), dict):
                 merge(base[key], value)
+            elif key == "models":  # an entry updates the entry of the same name
+                by_name = {model["name"]: model for model in base[key]}
+                for model in value:
+                    merge(by_name[model["name"]], model)
             else:
                 base[key] = value
 
@@ -133,10 +137,11 @@ def test_the_commented_multi_gpu_variant_plans_and_scales():
 
 
 def _prod_with(**deployments) -> AppArgs:
+    """serve_config.yaml with some models' deployment options changed, by task."""
     args = load_app_args(PROD)
     for task, update in deployments.items():
-        task_args = getattr(args, task)
-        setattr(args, task, task_args.model_copy(update={"deployment": task_args.deployment.model_copy(update=update)}))
+        model = args.default_model(task)
+        model.deployment = model.deployment.model_copy(update=update)
     return args
 
 
@@ -145,7 +150,7 @@ def test_sd3_given_a_tenth_of_80gb_is_rejected_with_the_numbers():
     with pytest.raises(PlanError) as raised:
         check_app_args(args, ONE_GPU, warn=lambda _: None)
     message = str(raised.value)
-    assert "image (sd3-medium" in message and "does not fit its share" in message
+    assert "sd3-medium (image" in message and "does not fit its share" in message
     assert "0.1 x 80 GB = 8.0 GB" in message and "weights 11.7" in message
 
 
@@ -153,14 +158,14 @@ def test_fractions_over_one_on_a_node_are_rejected_with_the_sum():
     args = _prod_with(llm={"num_gpus": 0.45})
     plan = plan_app(args, ONE_GPU)
     (error,) = plan.errors
-    assert "minimum replica set does not fit" in error and "llm 1x0.45" in error and "1.02 GPU" in error
+    assert "minimum replica set does not fit" in error and "qwen2.5-7b-instruct 1x0.45" in error and "1.02 GPU" in error
 
 
 def test_a_scale_to_zero_model_that_cannot_come_back_is_a_warning():
     args = _prod_with(tts={"num_gpus": 0.15})  # image .26 + llm .27 + vlm .21 + tts .15 + music .13 = 1.02
     plan = plan_app(args, ONE_GPU)
     assert plan.ok, plan.errors
-    assert any(w.startswith("music scales to zero and may not come back") for w in plan.warnings), plan.warnings
+    assert any(w.startswith("stable-audio scales to zero and may not come back") for w in plan.warnings), plan.warnings
 
 
 def test_max_replicas_that_can_never_be_scheduled_are_warnings():
@@ -169,15 +174,16 @@ def test_max_replicas_that_can_never_be_scheduled_are_warnings():
     args = _prod_with(llm={"autoscaling": AutoscalingArgs(min_replicas=1, max_replicas=3)})
     plan = plan_app(args, ONE_GPU)
     assert plan.ok
-    assert any("llm cannot scale to max_replicas 3: at most 1" in w for w in plan.warnings)
+    assert any("qwen2.5-7b-instruct cannot scale to max_replicas 3: at most 1" in w for w in plan.warnings)
 
 
 def test_a_model_that_cannot_be_sized_is_a_warning_not_a_refusal(tmp_path):
     args = load_app_args(PROD)
-    args.music = args.music.model_copy(update={"runner": args.music.runner.model_copy(update={"model": "acme/unknown"})})
+    music = args.default_model("music")
+    music.runner = music.runner.model_copy(update={"model": "acme/unknown"})
     plan = plan_app(args, ONE_GPU)
     assert plan.ok
-    assert any("music" in w and "cannot be sized" in w for w in plan.warnings)
+    assert any("stable-audio (music" in w and "cannot be sized" in w for w in plan.warnings)
 
 
 def test_local_cpu_config_has_nothing_to_place(capsys):
@@ -194,5 +200,5 @@ def test_cli_exit_codes_and_flag_overrides(capsys):
 
 def test_build_app_refuses_a_config_that_does_not_fit():
     args = _prod_with(image={"num_gpus": 0.1})
-    with pytest.raises(PlanError, match="image"):
+    with pytest.raises(PlanError, match="sd3-medium"):
         build_app(args)

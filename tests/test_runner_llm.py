@@ -148,7 +148,7 @@ def test_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         LlmRunner(LlmArgs(model=str(tmp_path / "missing"), device="cpu"))
     with pytest.raises(ConfigError, match="lmdeploy"):
-        LlmRunner(LlmArgs(model=str(tmp_path), backend="lmdeploy"))
+        LlmRunner(LlmArgs(model=str(tmp_path), family="lmdeploy-llm"))
 
 
 @pytest.mark.gpu
@@ -165,18 +165,18 @@ def test_4bit_on_cuda(model_dir):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU refusals")
 def test_lmdeploy_without_cuda_is_a_config_error(model_dir):
     with pytest.raises(ConfigError) as err:
-        LlmRunner(LlmArgs(model=str(model_dir), backend="lmdeploy"))
-    assert err.value.field == "backend" and "CUDA" in err.value.message
+        LlmRunner(LlmArgs(model=str(model_dir), family="lmdeploy-llm"))
+    assert err.value.field == "family" and "CUDA" in err.value.message
 
 
 def test_lmdeploy_refuses_bitsandbytes(model_dir):
     with pytest.raises(ConfigError) as err:
-        LlmRunner(LlmArgs(model=str(model_dir), backend="lmdeploy", quantization="4bit"))
+        LlmRunner(LlmArgs(model=str(model_dir), family="lmdeploy-llm", quantization="4bit"))
     assert err.value.field == "quantization"
 
 
 def test_lmdeploy_args():
-    args = LlmArgs(model="m", backend="lmdeploy", lmdeploy_engine="pytorch", session_len=4096, tp=2)
+    args = LlmArgs(model="m", family="lmdeploy-llm", lmdeploy_engine="pytorch", session_len=4096, tp=2)
     assert (args.cache_max_entry_count, args.tp, args.session_len) == ("auto", 2, 4096)
     assert LlmArgs(model="m", cache_max_entry_count=0.3).cache_max_entry_count == 0.3
     assert LlmArgs(model="m").lmdeploy_engine == "turbomind"
@@ -209,7 +209,7 @@ def test_lmdeploy_chat_and_stream_on_cuda(model_dir):
     # the tiny Qwen's is 16.
     runner = LlmRunner(
         LlmArgs(
-            model=str(model_dir), backend="lmdeploy", lmdeploy_engine="pytorch", session_len=2048,
+            model=str(model_dir), family="lmdeploy-llm", lmdeploy_engine="pytorch", session_len=2048,
             cache_max_entry_count=0.05, max_new_tokens=32, max_input_tokens=64,
         )
     )

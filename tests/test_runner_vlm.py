@@ -133,13 +133,13 @@ def test_quantization_without_cuda_is_a_config_error(model_dirs, quantization):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU refusals")
 def test_lmdeploy_without_cuda_is_a_config_error(model_dirs):
     with pytest.raises(ConfigError) as err:
-        VlmRunner(VlmArgs(model=str(model_dirs["internvl"]), backend="lmdeploy"))
+        VlmRunner(VlmArgs(model=str(model_dirs["internvl"]), family="lmdeploy-vlm"))
     assert "CUDA" in err.value.message
 
 
 def test_args_reject_unknown_fields():
     with pytest.raises(ValueError):
-        VlmArgs(model="x", backend="vllm")
+        VlmArgs(model="x", family="vllm")
     with pytest.raises(ValueError):
         VlmArgs(model="x", max_image=3)
 
@@ -152,7 +152,7 @@ def test_lmdeploy_backend_on_gpu(model_dirs, engine):
     runner = VlmRunner(
         VlmArgs(
             model=str(model_dirs["internvl"]),
-            backend="lmdeploy",
+            family="lmdeploy-vlm",
             lmdeploy_engine=engine,
             session_len=2048,
             cache_max_entry_count=0.05,

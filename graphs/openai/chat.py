@@ -1,5 +1,5 @@
-"""POST /v1/chat/completions: text-only messages go to the LLM, messages with images to the VLM
-(or whichever `model` names); `stream: true` answers with OpenAI's SSE chunks."""
+"""POST /v1/chat/completions: `model` names an LLM or a VLM; with none, messages with images go to the
+default VLM and text-only ones to the default LLM. `stream: true` answers with OpenAI's SSE chunks."""
 # No `from __future__ import annotations`: FastAPI must resolve route parameter types.
 
 import time
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from graphs.openai.protocol import ChatBody
-from graphs.services import Services, services
+from graphs.services import ModelNotFound, Services, services
 from graphs.stages import run_stage
 from graphs.streams import peek, sse_events
 from mmserve.errors import InvalidInput
@@ -52,7 +52,9 @@ async def chat_completions(body: ChatBody, svc: Services = Depends(services)):
     urls = [url for m in body.messages for url in m.image_urls()]
     task = svc.task_of(body.model) if body.model else ("vlm" if urls else "llm")
     if task not in ("llm", "vlm"):
-        svc.model("llm", body.model)  # raises the 404 naming the model
+        names = ", ".join(svc.names_for("llm") + svc.names_for("vlm")) or "none"
+        raise ModelNotFound(f"model {body.model!r} is not a served chat model; the llm and vlm models served "
+                            f"are: {names}", field="model")
     served = svc.model(task, body.model)
     if urls and task == "llm":
         raise InvalidInput(f"model {served.name!r} does not accept images", field="messages")

@@ -1,4 +1,4 @@
-"""GET /v1/models: the served models, from config."""
+"""GET /v1/models: every served model, with its task and runner family, from config."""
 
 from fastapi import APIRouter, Depends
 
@@ -10,5 +10,6 @@ router = APIRouter(prefix="/v1")
 @router.get("/models")
 async def list_models(svc: Services = Depends(services)) -> dict:
     return {"object": "list", "data": [
-        {"id": m.name, "object": "model", "created": 0, "owned_by": "mmserve", "task": m.task}
+        {"id": m.name, "object": "model", "created": 0, "owned_by": "mmserve", "task": m.task,
+         "family": m.family}
         for m in svc.models.values()]}

@@ -18,6 +18,7 @@ from mmserve.plan.placement import EPS, ClusterArgs, pack, place
 
 @dataclass
 class ModelPlan:
+    name: str
     task: str
     num_gpus: float
     min_replicas: int
@@ -52,24 +53,24 @@ def replica_bounds(deployment: DeploymentArgs) -> tuple[int, int]:
     return scaling.min_replicas, scaling.max_replicas
 
 
-def estimate(task: str, task_args, image_side: int) -> ModelEstimate:
-    if task == "image":
-        return tasks.image(task_args, image_side)
-    return getattr(tasks, task)(task_args)
+def estimate(model, image_side: int) -> ModelEstimate:
+    estimator = tasks.ESTIMATORS.get(model.family.name)
+    return tasks.unsized(model) if estimator is None else estimator(model, image_side)
 
 
 def plan_app(args, cluster: ClusterArgs) -> Plan:
     """Check an AppArgs against a cluster; models with num_gpus 0 are not placed on GPUs."""
     plan = Plan(cluster)
     side = args.gateway.limits.max_image_side
-    for task, task_args in args.served().items():
-        deployment = task_args.deployment
+    for model in args.models:
+        deployment = model.deployment
         if deployment.num_gpus <= 0:
-            plan.cpu_only.append(task_args.served_name)
+            plan.cpu_only.append(model.name)
             continue
         low, high = replica_bounds(deployment)
         cap = deployment.num_gpus * cluster.gpu_memory_gb
-        plan.models.append(ModelPlan(task, deployment.num_gpus, low, high, estimate(task, task_args, side), cap))
+        plan.models.append(
+            ModelPlan(model.name, model.task, deployment.num_gpus, low, high, estimate(model, side), cap))
     for model in plan.models:
         _check_fit(plan, model)
     if plan.models:
@@ -79,7 +80,7 @@ def plan_app(args, cluster: ClusterArgs) -> Plan:
 
 def _check_fit(plan: Plan, model: ModelPlan) -> None:
     est = model.estimate
-    label = f"{model.task} ({est.name}, {est.model})"
+    label = f"{model.name} ({model.task}, {est.model})"
     if est.weights_gb is None:
         plan.warnings.append(f"{label} has a GPU share ({model.num_gpus:g}) but cannot be sized, so its memory "
                              f"is not checked: {est.assumption}")
@@ -95,17 +96,17 @@ def _check_fit(plan: Plan, model: ModelPlan) -> None:
 
 
 def _replicas(models: list[ModelPlan], counts: dict[str, int]) -> list[tuple[str, float]]:
-    return [(m.task, m.num_gpus) for m in models for _ in range(counts[m.task])]
+    return [(m.name, m.num_gpus) for m in models for _ in range(counts[m.name])]
 
 
 def _check_placement(plan: Plan) -> None:
     cluster, models = plan.cluster, plan.models
-    at_min = {m.task: m.min_replicas for m in models}
-    at_max = {m.task: m.max_replicas for m in models}
+    at_min = {m.name: m.min_replicas for m in models}
+    at_max = {m.name: m.max_replicas for m in models}
     gpus = f"{cluster.nodes} node(s) x {cluster.gpus_per_node} GPU(s)"
     free, unplaced = pack(_replicas(models, at_min), cluster)
     if unplaced:
-        terms = " + ".join(f"{m.task} {m.min_replicas}x{m.num_gpus:g}" for m in models if m.min_replicas)
+        terms = " + ".join(f"{m.name} {m.min_replicas}x{m.num_gpus:g}" for m in models if m.min_replicas)
         plan.errors.append(
             f"the minimum replica set does not fit on {gpus}: {terms} = "
             f"{sum(m.min_replicas * m.num_gpus for m in models):.2f} GPU; left over: {', '.join(unplaced)}")
@@ -126,22 +127,22 @@ def _check_scale_up(plan: Plan, model: ModelPlan, at_min: dict[str, int]) -> Non
     """The largest replica count this model can reach with every other model at its minimum."""
     reachable = model.min_replicas
     for count in range(model.min_replicas + 1, model.max_replicas + 1):
-        if pack(_replicas(plan.models, {**at_min, model.task: count}), plan.cluster)[1]:
+        if pack(_replicas(plan.models, {**at_min, model.name: count}), plan.cluster)[1]:
             break
         reachable = count
     if reachable < model.max_replicas:
         plan.warnings.append(
-            f"{model.task} cannot scale to max_replicas {model.max_replicas}: at most {reachable} replica(s) of "
+            f"{model.name} cannot scale to max_replicas {model.max_replicas}: at most {reachable} replica(s) of "
             f"{model.num_gpus:g} GPU fit beside the other models' minimum replicas")
 
 
 def _check_comeback(plan: Plan, model: ModelPlan, at_max: dict[str, int]) -> None:
     """A scale-to-zero model must find room for one replica while every other model is at its max."""
-    others = {**at_max, model.task: 0}
+    others = {**at_max, model.name: 0}
     free, _ = pack(_replicas(plan.models, others), plan.cluster)
     if not place(free, model.num_gpus):
         plan.warnings.append(
-            f"{model.task} scales to zero and may not come back: with the other models at max_replicas no GPU "
+            f"{model.name} scales to zero and may not come back: with the other models at max_replicas no GPU "
             f"has {model.num_gpus:g} free (largest free share {max(f for node in free for f in node):.2f})")
 
 

@@ -13,17 +13,18 @@ def render(plan: Plan) -> str:
     if not plan.models:
         lines.append("no model has a GPU share (num_gpus 0 everywhere): nothing to place on GPUs")
     else:
-        lines.append(f"{'model':<8}{'share':>7}{'cap GB':>8}{'weights':>9}{'act/KV':>8}{'headroom':>10}"
-                     f"{'replicas':>10}")
+        width = max(len(m.name) for m in plan.models) + 2
+        lines.append(f"{'model':<{width}}{'task':<7}{'share':>7}{'cap GB':>8}{'weights':>9}{'act/KV':>8}"
+                     f"{'headroom':>10}{'replicas':>10}")
         for m in plan.models:
             e = m.estimate
             weights = "unknown" if e.weights_gb is None else f"{e.weights_gb:.2f}"
             headroom = "-" if m.headroom_gb is None else f"{m.headroom_gb:.2f}"
             kv = f"{e.activation_gb:.2f}" + ("+" if e.kv_fills_share else "")
-            lines.append(f"{m.task:<8}{m.num_gpus:>7.2f}{m.cap_gb:>8.1f}{weights:>9}{kv:>8}{headroom:>10}"
+            lines.append(f"{m.name:<{width}}{m.task:<7}{m.num_gpus:>7.2f}{m.cap_gb:>8.1f}{weights:>9}{kv:>8}{headroom:>10}"
                          f"{f'{m.min_replicas}-{m.max_replicas}':>10}")
         lines.append("assumptions (act/KV '+': lmdeploy's KV cache also takes the headroom at replica start):")
-        lines += [f"  {m.task} ({m.estimate.name}): {m.estimate.assumption}" for m in plan.models]
+        lines += [f"  {m.name} ({m.task}): {m.estimate.assumption}" for m in plan.models]
         low = sum(m.num_gpus * m.min_replicas for m in plan.models)
         high = sum(m.num_gpus * m.max_replicas for m in plan.models)
         lines.append(f"sum of GPU fractions: {low:.2f} at min replicas, {high:.2f} at max replicas, "

@@ -1,4 +1,5 @@
-"""One estimator per task: which configs size it and what its activations / KV cache cost."""
+"""One estimator per runner family (each takes a model entry): which configs size it and what its
+activations / KV cache cost. A family with none is planned as "cannot be sized" (a warning)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ SD3_TEXT_TOKENS = 77 + 256  # CLIP + T5 (max_sequence_length) tokens joined to t
 
 
 def _unknown(task: str, args, why: str) -> ModelEstimate:
-    return ModelEstimate(task, args.served_name, args.runner.model, None, 0.0, why)
+    return ModelEstimate(task, args.name, args.runner.model, None, 0.0, why)
 
 
 def _text_config(folder) -> dict:
@@ -34,7 +35,7 @@ def _lmdeploy(task: str, args, parts, dtype: str, text_config: dict) -> ModelEst
     tokens = runner.session_len or text_config.get("max_position_embeddings", 4096)
     one_session = kv_bytes_per_token(text_config, DTYPE_BYTES[dtype]) * tokens / GB
     return ModelEstimate(
-        task, args.served_name, runner.model, weights / GB, reserve + one_session,
+        task, args.name, runner.model, weights / GB, reserve + one_session,
         f"lmdeploy: {reserve:g} GB reserve (kv_cache_reserve_gb) + KV of one {tokens}-token session "
         f"({one_session:.2f} GB); the KV cache takes the rest of the share at replica start",
         kv_fills_share=True)
@@ -47,13 +48,13 @@ def llm(args) -> ModelEstimate:
         return _unknown("llm", args, "no config to size it")
     dtype = gpu_dtype(runner.dtype, "bfloat16")
     text = _text_config(folder)
-    if runner.backend == "lmdeploy":
+    if runner.uses_lmdeploy:
         return _lmdeploy("llm", args, parts, dtype, text)
     per_token = kv_bytes_per_token(text, DTYPE_BYTES[dtype])
     tokens = runner.max_input_tokens + runner.max_new_tokens
     prefill = runner.max_input_tokens * (3 * text["intermediate_size"] + 4 * text["hidden_size"]) * DTYPE_BYTES[dtype]
     return ModelEstimate(
-        "llm", args.served_name, runner.model, weight_bytes(parts, dtype, runner.quantization) / GB,
+        "llm", args.name, runner.model, weight_bytes(parts, dtype, runner.quantization) / GB,
         (per_token * tokens + prefill) / GB,
         f"KV {per_token / 1e3:.0f} kB/token x {tokens} tokens x 1 session (generation is serialized per "
         f"replica) + prefill activations of one {runner.max_input_tokens}-token prompt")
@@ -66,7 +67,7 @@ def vlm(args) -> ModelEstimate:
         return _unknown("vlm", args, "no config to size it")
     dtype = gpu_dtype(runner.dtype)
     text = _text_config(folder)
-    if runner.backend == "lmdeploy":
+    if runner.uses_lmdeploy:
         return _lmdeploy("vlm", args, parts, dtype, text)
     tokens = runner.session_len or 8192
     per_token = kv_bytes_per_token(text, DTYPE_BYTES[dtype])
@@ -75,7 +76,7 @@ def vlm(args) -> ModelEstimate:
     patches = (448 // 14) ** 2
     vision_bytes = tiles * patches * 4 * vision.get("intermediate_size", 4096) * DTYPE_BYTES[dtype]
     return ModelEstimate(
-        "vlm", args.served_name, runner.model, weight_bytes(parts, dtype, runner.quantization) / GB,
+        "vlm", args.name, runner.model, weight_bytes(parts, dtype, runner.quantization) / GB,
         (per_token * tokens + vision_bytes) / GB,
         f"KV {per_token / 1e3:.0f} kB/token x {tokens} tokens x 1 session (serialized) + vision tower "
         f"activations for {tiles} tiles ({runner.max_images} images x 13)")
@@ -102,7 +103,7 @@ def image(args, side: int) -> ModelEstimate:
     total = per_image * images + vae_peak * (1 if slicing else images)
     weights = weight_bytes(parts, dtype, runner.quantization, quantized={"transformer", "text_encoder_3"})
     return ModelEstimate(
-        "image", args.served_name, runner.model, weights / GB, total / GB,
+        "image", args.name, runner.model, weights / GB, total / GB,
         f"{side}x{side} (gateway max_image_side): VAE decode peak {vae_peak / GB:.2f} GB per image "
         f"{'once (vae_slicing)' if slicing else f'x {images} images'} + MMDiT activations "
         f"{per_image / GB:.2f} GB per image x {images} images per call (max_images_per_call)")
@@ -119,7 +120,7 @@ def music(args) -> ModelEstimate:
     samples = int(runner.max_duration_s * vae.get("sampling_rate", 44100))
     peak = decoder_peak_bytes(channels, channels, samples, DTYPE_BYTES[dtype])
     return ModelEstimate(
-        "music", args.served_name, runner.model, weight_bytes(parts, dtype) / GB, peak / GB,
+        "music", args.name, runner.model, weight_bytes(parts, dtype) / GB, peak / GB,
         f"Oobleck VAE decode of one {runner.max_duration_s:g} s clip ({samples} samples x {channels} "
         "channels at full rate); the DiT's 1024-frame activations are small beside it")
 
@@ -139,7 +140,7 @@ def asr(args) -> ModelEstimate:
     width = encoder.get("linear_units", 2048) + 3 * encoder.get("output_size", 512)
     activation = frames * width * 4 * 2
     return ModelEstimate(
-        "asr", args.served_name, runner.model, weight_bytes(parts, "float32") / GB, activation / GB,
+        "asr", args.name, runner.model, weight_bytes(parts, "float32") / GB, activation / GB,
         f"fp32 (FunASR); {runner.batch_size_s} s of VAD segments per batch = {frames} LFR frames x "
         f"{width} encoder activations, twice", notes)
 
@@ -162,7 +163,25 @@ def tts(args) -> ModelEstimate:
     tokens = runner.max_new_token + runner.max_sentence_chars
     sentences = runner.max_batch_sentences
     return ModelEstimate(
-        "tts", args.served_name, runner.model, weight_bytes(parts, "float32") / GB,
+        "tts", args.name, runner.model, weight_bytes(parts, "float32") / GB,
         per_token * tokens * sentences / GB,
         f"fp32 (ChatTTS); GPT KV {per_token / 1e3:.0f} kB/token x {tokens} tokens x {sentences} sentences "
         "per batch (max_batch_sentences)")
+
+
+def unsized(args) -> ModelEstimate:
+    return _unknown(args.task, args, f"the planner has no estimator for family {args.family.name!r}")
+
+
+# family -> estimator(model entry, image side); the image side only matters to image models
+ESTIMATORS = {
+    "funasr-paraformer": lambda args, side: asr(args),
+    "diffusers-sd3": image,
+    "transformers-llm": lambda args, side: llm(args),
+    "lmdeploy-llm": lambda args, side: llm(args),
+    "chattts": lambda args, side: tts(args),
+    "transformers-vlm": lambda args, side: vlm(args),
+    "lmdeploy-vlm": lambda args, side: vlm(args),
+    "diffusers-stable-audio": lambda args, side: music(args),
+}
+

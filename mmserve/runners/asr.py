@@ -8,11 +8,13 @@ punctuation on the joined text. Input is already-decoded mono float32 at 16 kHz
 from __future__ import annotations
 
 import contextlib
+import math
 import io
 import logging
 import re
 import threading
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mmserve.devices import resolve_device
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.protocol.asr import Transcript
+from mmserve.runners.family import Family
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,7 @@ _MIN_SAMPLES = 400  # one 25 ms fbank frame: FunASR fails on less, and there is 
 class AsrArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    family: Literal["funasr-paraformer"] = "funasr-paraformer"
     model: str = Field(description="ASR model folder or ModelScope id (SeACo-Paraformer gives timestamps and hotwords)")
     vad_model: str | None = Field(None, description="FSMN-VAD folder or id; None feeds whole inputs to the ASR model")
     punc_model: str | None = Field(None, description="CT-Transformer punctuation folder or id; None leaves text unpunctuated")
@@ -148,3 +152,15 @@ class AsrRunner:
             end_ms = int(duration_s * 1000)
             timestamps = [(min(max(int(s), 0), end_ms), min(max(int(e), 0), end_ms)) for s, e in stamps]
         return Transcript(text=str(result.get("text", "")).strip(), timestamps=timestamps, duration_s=duration_s)
+
+
+def check_threads_fit_the_cpus(args: AsrArgs, deployment) -> None:
+    """FunASR sets torch's thread count for the whole process: more threads than the replica's CPUs
+    oversubscribe the node and slow every replica beside it."""
+    cpus = max(1, math.ceil(deployment.num_cpus))
+    if args.ncpu > cpus:
+        raise ValueError(f"runner.ncpu={args.ncpu} is more than the replica's num_cpus "
+                         f"({deployment.num_cpus}); set ncpu <= {cpus}")
+
+
+FAMILY = Family("funasr-paraformer", "asr", AsrArgs, AsrRunner, check=check_threads_fit_the_cpus)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Literal
 
 import torch
 from PIL import Image
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput, model_load_error
 from mmserve.protocol.image import ImageRequest
+from mmserve.runners.family import Family
 from mmserve.quantization import Quantization, bnb_kwargs
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,8 @@ class ImageArgs(BaseModel):
     """How to load and run the SD3 pipeline."""
 
     model_config = ConfigDict(extra="forbid")
+
+    family: Literal["diffusers-sd3"] = "diffusers-sd3"
 
     model: str = Field(description="local diffusers SD3 folder or hub id")
     device: str = Field("auto", description="auto | cpu | cuda[:n]")
@@ -162,3 +166,6 @@ class ImageRunner:
     def warmup(self) -> None:
         """One small generation, so the first real request does not pay for lazy init and kernels."""
         self.generate([ImageRequest(prompt="warmup", width=128, height=128, num_inference_steps=2, seed=0)])
+
+
+FAMILY = Family("diffusers-sd3", "image", ImageArgs, ImageRunner, batches=True)

@@ -24,6 +24,7 @@ from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.protocol.llm import ChatMessage, ChatResult, GenerationParams
 from mmserve.quantization import Quantization, transformers_bnb_config
+from mmserve.runners.family import Family
 from mmserve.runners.stopping import StopWhenSet
 from mmserve.runners.lmdeploy_engine import (
     KvCacheFraction,
@@ -34,6 +35,7 @@ from mmserve.runners.lmdeploy_engine import (
     TensorParallel,
     check_available,
     check_seed,
+    check_tensor_parallel,
     generation_config,
     load_pipeline,
 )
@@ -44,12 +46,12 @@ log = logging.getLogger(__name__)
 class LlmArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    family: Literal["transformers-llm", "lmdeploy-llm"] = Field(
+        "transformers-llm", description="transformers-llm runs anywhere; lmdeploy-llm batches continuously on CUDA"
+    )
     model: str = Field(description="Local model folder or hub id of a chat model with a chat template")
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     dtype: DtypeName = Field("auto", description="auto | float32 | float16 | bfloat16 (float32 on CPU)")
-    backend: Literal["transformers", "lmdeploy"] = Field(
-        "transformers", description="transformers runs anywhere; lmdeploy batches continuously on CUDA"
-    )
     quantization: Quantization = Field(
         "none", description="bitsandbytes weight quantization at load time (transformers backend, CUDA only)"
     )
@@ -61,6 +63,10 @@ class LlmArgs(BaseModel):
     kv_cache_reserve_gb: KvCacheReserve = 3.0
     tp: TensorParallel = 1
 
+    @property
+    def uses_lmdeploy(self) -> bool:
+        return self.family == "lmdeploy-llm"
+
 
 class LlmRunner:
     """Loads a chat model once; ``chat`` answers whole, ``stream`` yields text as it is generated."""
@@ -71,7 +77,7 @@ class LlmRunner:
         self.model = self.pipe = None
         self._max_input = args.max_input_tokens
         self._lock = threading.Lock()
-        if args.backend == "lmdeploy":
+        if args.uses_lmdeploy:
             check_available(args)  # no CUDA, quantization, float32: refused before anything is read
             self.tokenizer = _load_tokenizer(args.model)  # same template lmdeploy applies; checks prompt length
             self.pipe = load_pipeline(args)
@@ -405,3 +411,7 @@ def _load_tokenizer(model: str):
     if not tokenizer.chat_template:
         raise ConfigError(f"model {model!r} has no chat template", field="model")
     return tokenizer
+
+
+TRANSFORMERS = Family("transformers-llm", "llm", LlmArgs, LlmRunner)
+LMDEPLOY = Family("lmdeploy-llm", "llm", LlmArgs, LlmRunner, check=check_tensor_parallel)

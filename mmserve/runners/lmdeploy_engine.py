@@ -57,6 +57,7 @@ _DTYPES = ("auto", "float16", "bfloat16")
 class LmdeployOptions(Protocol):
     """The fields a runner's args carry for lmdeploy (LlmArgs and VlmArgs both do)."""
 
+    family: str
     model: str
     device: str
     dtype: str
@@ -72,24 +73,37 @@ def check_available(opts: LmdeployOptions) -> None:
     """Refuse what cannot work with lmdeploy, cheaply and before anything is loaded."""
     if opts.quantization != "none":
         raise ConfigError(
-            "bitsandbytes quantization is a transformers-backend option; for lmdeploy serve an AWQ checkpoint",
+            "bitsandbytes quantization is a transformers-family option; for lmdeploy serve an AWQ checkpoint",
             field="quantization",
         )
     if not torch.cuda.is_available():
         raise ConfigError(
-            "backend 'lmdeploy' needs a CUDA GPU (it has no CPU engine); use backend 'transformers' here",
-            field="backend",
+            f"family {opts.family!r} needs a CUDA GPU (lmdeploy has no CPU engine); use the transformers "
+            "family here",
+            field="family",
         )
     if not resolve_device(opts.device).startswith("cuda"):
-        raise ConfigError("backend 'lmdeploy' runs on 'cuda' only", field="device")
+        raise ConfigError(f"family {opts.family!r} runs on 'cuda' only", field="device")
     if opts.dtype not in _DTYPES:
         raise ConfigError(f"lmdeploy supports dtype float16/bfloat16/auto, not {opts.dtype!r}", field="dtype")
     try:
         import lmdeploy  # noqa: F401
     except ImportError as exc:
         raise ConfigError(
-            f"backend 'lmdeploy' needs lmdeploy==0.18.0: pip install 'mmserve[gpu]' ({exc})", field="backend"
+            f"family {opts.family!r} needs lmdeploy==0.18.0: pip install 'mmserve[gpu]' ({exc})", field="family"
         ) from exc
+
+
+def check_tensor_parallel(opts: LmdeployOptions, deployment) -> None:
+    """tp > 1 needs that many GPUs visible to the replica, i.e. whole Ray GPUs (a family `check`)."""
+    if opts.tp == 1:
+        return
+    if opts.lmdeploy_engine == "pytorch":
+        raise ValueError("runner.tp > 1 with lmdeploy's PyTorch engine starts Ray workers of its own inside the "
+                         "replica, which Serve cannot place: use lmdeploy_engine: turbomind for tp > 1")
+    if deployment.num_gpus != opts.tp:
+        raise ValueError(f"runner.tp={opts.tp} needs deployment.num_gpus: {opts.tp} (TurboMind shards the model "
+                         f"over {opts.tp} visible GPUs), not {deployment.num_gpus}")
 
 
 def load_pipeline(opts: LmdeployOptions):
@@ -192,10 +206,6 @@ class LmdeployRequest:
             yield out
         if self.last is None and not self._cancelled:
             raise RuntimeError("lmdeploy returned no response")
-
-    def text(self) -> str:
-        """Run to the end and return the whole text (``last`` then holds the counts)."""
-        return "".join(out.text for out in self.responses())
 
     def abort(self) -> None:
         """Stop generating (thread-safe; a no-op once lmdeploy has finished the request)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from typing import Literal
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput, model_load_error
 from mmserve.protocol.music import MusicRequest
+from mmserve.runners.family import Family
 
 _SEED_LIMIT = 2**64  # torch.Generator.manual_seed accepts [0, 2**64)
 
@@ -26,6 +28,8 @@ class MusicArgs(BaseModel):
     """How to load and run the Stable Audio pipeline."""
 
     model_config = ConfigDict(extra="forbid")
+
+    family: Literal["diffusers-stable-audio"] = "diffusers-stable-audio"
 
     model: str = Field(description="local diffusers StableAudioPipeline folder or hub id")
     device: str = Field("auto", description="auto | cpu | cuda[:n]")
@@ -107,3 +111,6 @@ class MusicRunner:
     def warmup(self) -> None:
         """One short generation, so the first real request does not pay for lazy init."""
         self.generate(MusicRequest(prompt="warmup", duration_s=min(1.0, self.max_duration_s), steps=2, seed=0))
+
+
+FAMILY = Family("diffusers-stable-audio", "music", MusicArgs, MusicRunner)

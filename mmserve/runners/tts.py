@@ -15,6 +15,7 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mmserve.devices import resolve_device
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.protocol.tts import SpeechRequest
+from mmserve.runners.family import Family
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ class TtsArgs(BaseModel):
     """How to load and run ChatTTS."""
 
     model_config = ConfigDict(extra="forbid")
+
+    family: Literal["chattts"] = "chattts"
 
     model: str = Field(description="local ChatTTS folder holding asset/ (loaded with source='custom')")
     device: str = Field("auto", description="auto | cpu | cuda[:n]")
@@ -298,3 +302,6 @@ class TtsRunner:
                         yield np.asarray(chunk[0], dtype=np.float32)
             finally:
                 chunks.close()
+
+
+FAMILY = Family("chattts", "tts", TtsArgs, TtsRunner, batches=True)

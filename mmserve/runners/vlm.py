@@ -24,6 +24,7 @@ from mmserve.errors import ConfigError, InvalidInput, PayloadTooLarge
 from mmserve.protocol.llm import FinishReason
 from mmserve.protocol.vlm import VlmRequest, VlmResult
 from mmserve.quantization import Quantization, transformers_bnb_config
+from mmserve.runners.family import Family
 from mmserve.runners.stopping import StopWhenSet
 from mmserve.runners.lmdeploy_engine import (
     KvCacheFraction,
@@ -33,6 +34,7 @@ from mmserve.runners.lmdeploy_engine import (
     SessionLen,
     TensorParallel,
     check_seed,
+    check_tensor_parallel,
     generation_config,
     load_pipeline,
 )
@@ -45,12 +47,13 @@ class VlmArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    family: Literal["transformers-vlm", "lmdeploy-vlm"] = Field(
+        "transformers-vlm",
+        description="'lmdeploy-vlm' batches requests on the GPU; 'transformers-vlm' also runs on CPU.",
+    )
     model: str = Field(description="Local model folder or hub id (InternVL-hf, LLaVA-hf layouts).")
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda'; lmdeploy needs 'cuda'.")
     dtype: DtypeName = Field("auto", description="'auto': float16 on GPU, float32 on CPU.")
-    backend: Literal["transformers", "lmdeploy"] = Field(
-        "transformers", description="'lmdeploy' batches requests on the GPU; 'transformers' also runs on CPU."
-    )
     quantization: Quantization = Field(
         "none", description="bitsandbytes weight quantization (transformers backend, CUDA only)."
     )
@@ -65,6 +68,10 @@ class VlmArgs(BaseModel):
     cache_max_entry_count: KvCacheFraction = "auto"
     kv_cache_reserve_gb: KvCacheReserve = 3.0
     tp: TensorParallel = 1
+
+    @property
+    def uses_lmdeploy(self) -> bool:
+        return self.family == "lmdeploy-vlm"
 
 
 class VlmStream(Iterator[str]):
@@ -263,7 +270,7 @@ class VlmRunner:
 
     def __init__(self, args: VlmArgs):
         self.args = args
-        backend_cls = TransformersVlmBackend if args.backend == "transformers" else LmdeployVlmBackend
+        backend_cls = LmdeployVlmBackend if args.uses_lmdeploy else TransformersVlmBackend
         self.backend: VlmBackend = backend_cls(args)
 
     def answer(self, req: VlmRequest) -> VlmResult:
@@ -312,3 +319,7 @@ class VlmRunner:
             raise InvalidInput("top_p must be in (0, 1]", field="top_p")
         check_seed(req.seed)
         return dataclasses.replace(req, images=images, max_new_tokens=min(max_new, args.max_new_tokens))
+
+
+TRANSFORMERS = Family("transformers-vlm", "vlm", VlmArgs, VlmRunner)
+LMDEPLOY = Family("lmdeploy-vlm", "vlm", VlmArgs, VlmRunner, check=check_tensor_parallel)
