@@ -31,6 +31,8 @@ def with_resolved_paths(runner_args: BaseModel) -> BaseModel:
         for name in MODEL_PATH_FIELDS
         if isinstance(value := getattr(runner_args, name, None), str)
     }
+    if adapters := getattr(runner_args, "adapters", None):  # LoRA adapter folders (transformers-llm)
+        updates["adapters"] = {name: resolve_model_path(folder) for name, folder in adapters.items()}
     return runner_args.model_copy(update=updates)
 
 

@@ -48,6 +48,12 @@ class AppArgs(Strict):
             if model.name in seen:
                 raise ValueError(f"models: the name {model.name!r} is used twice; names must be unique")
             seen.add(model.name)
+        for model in self.models:  # a LoRA adapter is requested by its name like a model: one namespace
+            for adapter in model.adapters:
+                if adapter in seen:
+                    raise ValueError(f"models: {model.name}: adapter name {adapter!r} is already used by a model "
+                                     "or another adapter; model and adapter names must be unique")
+                seen.add(adapter)
         for task in {m.task for m in self.models}:
             marked = [m.name for m in self.models if m.task == task and m.default]
             if len(marked) > 1:
@@ -61,7 +67,7 @@ class AppArgs(Strict):
         for stage in kind.stages:
             chosen = getattr(flow, stage)
             if chosen is not None:
-                model = self.model(chosen)
+                model = self.model(chosen) or self.adapter_base(chosen)  # a LoRA adapter runs on its base
                 if model is None:
                     raise ValueError(f"flows.{name}.{stage}: model {chosen!r} is not in models:")
                 if model.task != stage:
@@ -71,6 +77,10 @@ class AppArgs(Strict):
 
     def model(self, name: str) -> ModelArgs | None:
         return next((m for m in self.models if m.name == name), None)
+
+    def adapter_base(self, name: str) -> ModelArgs | None:
+        """The model that serves the LoRA adapter `name`, if one does."""
+        return next((m for m in self.models if name in m.adapters), None)
 
     def default_model(self, task: str) -> ModelArgs | None:
         """The model marked `default: true` for the task, else the task's first."""
@@ -99,7 +109,8 @@ def build_app(args: AppArgs) -> Application:
     check_gpu_plan(args)
     defaults = {args.default_model(m.task).name for m in args.models}
     models = [{"name": m.name, "task": m.task, "family": m.family.name, "handle": deploy(m),
-               "always_on": m.deployment.always_on, "default": m.name in defaults} for m in args.models]
+               "always_on": m.deployment.always_on, "default": m.name in defaults, "adapters": tuple(m.adapters)}
+              for m in args.models]
     return Gateway.options(**args.gateway.deployment.serve_options()).bind(args.gateway, models, args.served_flows())
 
 

@@ -166,8 +166,8 @@ def running_replicas() -> dict[str, int]:
 @serve.ingress(app)
 class Gateway:
     def __init__(self, args: GatewayArgs, models: list[dict], flows: dict[str, Strict]):
-        """`models`: one dict per model (name, task, family, handle, always_on, default), plain data so this
-        replica needs no runner module; `flows`: the flows to serve, each stage's model resolved."""
+        """`models`: one dict per model (name, task, family, handle, always_on, default, adapters), plain data
+        so this replica needs no runner module; `flows`: the flows to serve, each stage's model resolved."""
         served = {spec["name"]: ServedModel(**spec) for spec in models}
         install(Services(limits=args.limits, image_defaults=args.image_defaults, models=served, flows=flows,
                          api_keys=configured_keys(args),

@@ -24,6 +24,15 @@ class ServedModel:
     handle: DeploymentHandle
     always_on: bool = True  # False: may scale to zero, so readiness does not wait for it
     default: bool = False  # the task's model when a request names none
+    adapters: tuple[str, ...] = ()  # LoRA adapters served on this model, requested by their own names
+    base: str | None = None  # set on an adapter: the model (deployment) that serves it
+
+    def adapter_routes(self) -> dict[str, "ServedModel"]:
+        """One entry per adapter: this model's deployment, called with the adapter as Serve's multiplexed
+        model id, so Serve sends it to replicas that hold the adapter already (handles made once, here)."""
+        return {name: ServedModel(name=name, task=self.task, family=self.family, always_on=self.always_on,
+                                  handle=self.handle.options(multiplexed_model_id=name), base=self.name)
+                for name in self.adapters}
 
 
 def waiting_for(models: dict[str, ServedModel], running: dict[str, int]) -> list[str]:
@@ -39,15 +48,20 @@ class Services:
     max_body_bytes: int | None = None
     models: dict[str, ServedModel] = field(default_factory=dict)  # by name
     flows: dict[str, Any] = field(default_factory=dict)  # flow name -> its args, stage models resolved
+    adapters: dict[str, ServedModel] = field(default_factory=dict)  # LoRA adapter name -> its route
+
+    def __post_init__(self) -> None:
+        for served in self.models.values():
+            self.adapters.update(served.adapter_routes())
 
     def names_for(self, task: str) -> list[str]:
-        return [m.name for m in self.models.values() if m.task == task]
+        return [m.name for m in [*self.models.values(), *self.adapters.values()] if m.task == task]
 
     def model(self, task: str, requested: str | None = None, *, field_name: str = "model") -> ServedModel:
         """The `task` model named `requested`, or the task's default; anything else is a 404 that lists
         the names served for the task."""
         if requested:
-            served = self.models.get(requested)
+            served = self.models.get(requested) or self.adapters.get(requested)
             if served is not None and served.task == task:
                 return served
             names = self.names_for(task)
@@ -59,7 +73,7 @@ class Services:
         return default
 
     def task_of(self, name: str) -> str | None:
-        served = self.models.get(name)
+        served = self.models.get(name) or self.adapters.get(name)
         return served.task if served is not None else None
 
     def flow(self, name: str, **requested: str | None) -> Any:

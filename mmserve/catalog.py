@@ -32,6 +32,11 @@ class ModelArgs(Strict):
         return self.family.task
 
     @property
+    def adapters(self) -> dict[str, str]:
+        """LoRA adapters served on top of this model (name -> folder); only LLM families take them."""
+        return dict(getattr(self.runner, "adapters", None) or {})
+
+    @property
     def batching(self) -> BatchArgs:
         """The batch settings a batching deployment starts with."""
         return self.batch or BatchArgs()

@@ -157,8 +157,8 @@ def test_two_defaults_for_one_task_are_a_config_error_naming_both():
 
 def test_a_flow_naming_a_missing_model_is_a_config_error_naming_the_model():
     raw = _local_raw()
-    raw["flows"]["speech-to-image"]["asr"] = "whisper-tiny"
-    with pytest.raises(ValidationError, match="flows.speech-to-image.asr: model 'whisper-tiny' is not in models"):
+    raw["flows"]["speech-to-image"]["asr"] = "whisper-large"
+    with pytest.raises(ValidationError, match="flows.speech-to-image.asr: model 'whisper-large' is not in models"):
         AppArgs.model_validate(raw)
     raw["flows"]["speech-to-image"]["asr"] = "llava"
     with pytest.raises(ValidationError, match="'llava' is a vlm model, not asr"):

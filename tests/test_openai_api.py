@@ -13,7 +13,7 @@ import soundfile as sf
 from PIL import Image
 
 from mmserve.media import encode_png
-from tests.helpers import SPEECH_ZH, decode_b64_png
+from tests.helpers import SPEECH_EN, SPEECH_ZH, decode_b64_png
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +182,38 @@ def test_too_many_images_and_images_for_a_text_model(local_stack):
     assert error(resp, 400)["param"] == "messages"
 
 
+def test_whisper_verbose_json_has_its_segments_and_word_times(client):
+    """faster-whisper (real Whisper tiny.en weights): its own segments and word timestamps."""
+    with SPEECH_EN.open("rb") as f:
+        result = client.audio.transcriptions.create(model="whisper-tiny", file=f, response_format="verbose_json",
+                                                    prompt="cat, sunset")
+    duration = sf.info(SPEECH_EN).duration
+    assert result.language == "en" and result.duration == pytest.approx(duration, abs=0.05)
+    assert {"cat", "sea"} <= {w.strip(".,").lower() for w in result.text.split()}, result.text
+    assert result.segments and " ".join(s.text for s in result.segments) == result.text
+    for seg in result.segments:
+        assert 0 <= seg.start <= seg.end <= result.duration + 0.01
+    words = [w.word.strip(".,").lower() for w in result.words]
+    assert "cat" in words and "sea" in words
+    assert all(0 <= w.start <= w.end <= result.duration + 0.01 for w in result.words)
+    assert [w.start for w in result.words] == sorted(w.start for w in result.words)
+    with SPEECH_EN.open("rb") as f:
+        srt = client.audio.transcriptions.create(model="whisper-tiny", file=f, response_format="srt")
+    assert srt.startswith("1\n00:00:0") and "cat" in srt
+
+
+@pytest.mark.parametrize("audio,prompt,param", [
+    (b"", None, "file"),
+    (None, " ".join(["w"] * 101), "hotwords"),
+    (None, "x" * 40, "hotwords"),
+])
+def test_bad_input_to_whisper_is_400_naming_the_field(local_stack, audio, prompt, param):
+    audio = SPEECH_EN.read_bytes() if audio is None else audio
+    resp = httpx.post(local_stack + "/v1/audio/transcriptions", files={"file": ("a.wav", audio)}, timeout=60,
+                      data={"model": "whisper-tiny", **({"prompt": prompt} if prompt else {})})
+    assert error(resp, 400)["param"] == param
+
+
 def test_undecodable_upload_to_transcription(local_stack):
     resp = httpx.post(local_stack + "/v1/audio/transcriptions", files={"file": ("a.wav", b"junk" * 50)}, timeout=30)
     assert error(resp, 400)["param"] == "file"
@@ -212,6 +244,6 @@ def test_ready_once_every_model_runs(local_stack):
     body = resp.json()
     assert body["status"] == "ready" and body["waiting_for"] == []
     # keyed by model name: each model's Serve deployment is named after it
-    assert set(body["running_replicas"]) == {"paraformer", "sd3-medium", "qwen2.5-7b-instruct", "chattts", "internvl",
+    assert set(body["running_replicas"]) == {"paraformer", "whisper-tiny", "sd3-medium", "qwen2.5-7b-instruct", "chattts", "internvl",
                                              "llava", "stable-audio"}
     assert all(n >= 1 for n in body["running_replicas"].values())

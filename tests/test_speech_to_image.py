@@ -60,6 +60,19 @@ def test_other_containers_rates_and_channels(base_url, fmt, rate, stereo):
     assert body["audio_duration_s"] == pytest.approx(sf.info(SPEECH_EN).duration, abs=0.1)
 
 
+def test_whisper_transcribes_real_words_with_rewrite_off(base_url):
+    """The first test of content, not shape: Whisper tiny.en (real weights) hears the English WAV
+    ("Draw a small cat sitting by the sea at sunset."), and with rewrite off its transcript is the prompt."""
+    body = assert_flow_ok(post_flow(base_url, SPEECH_EN.read_bytes(), asr_model="whisper-tiny", rewrite="false",
+                                    seed=0))
+    words = {w.strip(".,!?").lower() for w in body["transcript"].split()}
+    assert {"cat", "sea"} <= words, body["transcript"]
+    assert body["prompt"] == body["transcript"].strip() and "rewrite_ms" not in body["timings"]
+    assert body["timestamps"] and len(body["timestamps"]) == len(body["transcript"].split())
+    for start, end in body["timestamps"]:
+        assert 0 <= start <= end <= body["audio_duration_s"] * 1000
+
+
 def test_image_options_reach_the_model(base_url):
     resp = post_flow(base_url, SPEECH_EN.read_bytes(), width=96, height=64, steps=2, guidance=3.5, n=2,
                      negative_prompt="blurry", seed=7, hotwords="cat,sea")

@@ -19,7 +19,8 @@ router = APIRouter(prefix="/v1")
 async def transcriptions(
     file: UploadFile = File(...),
     model: str | None = Form(None),
-    language: str | None = Form(None, description="accepted and echoed; Paraformer detects zh/en itself"),
+    language: str | None = Form(None, description="accepted and echoed; Paraformer detects zh/en itself, "
+                                "Whisper uses its runner.language"),
     prompt: str | None = Form(None, description="hotwords, separated by commas or spaces"),
     response_format: Literal["json", "text", "srt", "vtt", "verbose_json"] = Form("json"),
     temperature: float | None = Form(None, description="accepted for compatibility; decoding is greedy"),
@@ -32,7 +33,10 @@ async def transcriptions(
     text, duration = transcript.text, audio.duration_s
     if response_format == "text":
         return PlainTextResponse(text)
-    segs = subtitles.segments(text, transcript.timestamps, duration)
+    if transcript.segments is not None:  # the recognizer's own segments (Whisper)
+        segs = [subtitles.Segment(s.start_s, s.end_s, s.text) for s in transcript.segments]
+    else:
+        segs = subtitles.segments(text, transcript.timestamps, duration)
     if response_format == "srt":
         return PlainTextResponse(subtitles.to_srt(segs))
     if response_format == "vtt":
@@ -40,7 +44,9 @@ async def transcriptions(
     if response_format == "json":
         return {"text": text}
     return {
-        "task": "transcribe", "language": language or "zh", "duration": round(duration, 3), "text": text,
+        "task": "transcribe", "language": language or transcript.language or "zh", "duration": round(duration, 3),
+        "text": text,
         "segments": [{"id": i, "start": s.start_s, "end": s.end_s, "text": s.text} for i, s in enumerate(segs)],
-        "words": subtitles.words_with_times(text, transcript.timestamps),
+        "words": [{"word": w.word, "start": w.start_s, "end": w.end_s} for w in transcript.words]
+        if transcript.words is not None else subtitles.words_with_times(text, transcript.timestamps),
     }

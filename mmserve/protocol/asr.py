@@ -6,7 +6,29 @@ from dataclasses import dataclass
 
 
 @dataclass
+class TranscriptSegment:
+    """A stretch of the transcript as the recognizer itself cut it (Whisper's segments)."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass
+class TranscriptWord:
+    word: str
+    start_s: float
+    end_s: float
+    probability: float | None = None
+
+
+@dataclass
 class Transcript:
     text: str
     timestamps: list[tuple[int, int]] | None  # per-token (start, end) ms in the audio; None if not given
     duration_s: float
+    # Filled by runners whose model gives them (faster-whisper); None: the routes derive segments
+    # and words from text and timestamps (Paraformer, see mmserve/subtitles.py).
+    segments: list[TranscriptSegment] | None = None
+    words: list[TranscriptWord] | None = None
+    language: str | None = None  # the language the recognizer used or detected, when it says

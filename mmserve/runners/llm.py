@@ -18,7 +18,7 @@ from queue import Queue
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput
@@ -62,10 +62,25 @@ class LlmArgs(BaseModel):
     cache_max_entry_count: KvCacheFraction = "auto"
     kv_cache_reserve_gb: KvCacheReserve = 3.0
     tp: TensorParallel = 1
+    adapters: dict[str, str] = Field(
+        default_factory=dict, description="LoRA adapters (transformers-llm only): OpenAI model id -> local peft "
+        "adapter folder; loaded on demand per replica through Serve model multiplexing")
+    max_adapters_per_replica: int = Field(
+        4, ge=1, description="adapters held per replica at once; the least recently used one is unloaded beyond")
 
     @property
     def uses_lmdeploy(self) -> bool:
         return self.family == "lmdeploy-llm"
+
+    @model_validator(mode="after")
+    def _adapters_are_served(self) -> "LlmArgs":
+        if self.adapters and self.uses_lmdeploy:
+            raise ValueError(f"adapters: LoRA adapters ({', '.join(self.adapters)}) are served by the "
+                             "transformers-llm family only, not lmdeploy-llm")
+        for name in self.adapters:
+            if not name or any(c.isspace() or c == "#" for c in name):
+                raise ValueError(f"adapters: {name!r} is not a valid model id (no spaces or '#')")
+        return self
 
 
 class LlmRunner:
@@ -77,6 +92,8 @@ class LlmRunner:
         self.model = self.pipe = None
         self._max_input = args.max_input_tokens
         self._lock = threading.Lock()
+        self.adapter_loads: dict[str, int] = {}  # adapter -> times loaded on this replica
+        self._adapters: set[str] = set()  # loaded into self.model now
         if args.uses_lmdeploy:
             check_available(args)  # no CUDA, quantization, float32: refused before anything is read
             self.tokenizer = _load_tokenizer(args.model)  # same template lmdeploy applies; checks prompt length
@@ -99,32 +116,89 @@ class LlmRunner:
             raise ConfigError(f"cannot load chat model {args.model!r}: {e}", field="model") from e
         eos = self.model.generation_config.eos_token_id
         self._eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        for name, folder in args.adapters.items():  # fail at start, not at a request, on a missing folder
+            if not (Path(folder) / "adapter_config.json").is_file():
+                raise ConfigError(f"adapter {name!r}: {folder!r} is not a peft adapter folder "
+                                  "(no adapter_config.json)", field="adapters")
         log.info("loaded chat model %s on %s (%s, quantization=%s)", args.model, self.device, dtype, args.quantization)
 
-    def chat(self, messages: Sequence[ChatMessage], params: GenerationParams = GenerationParams()) -> ChatResult:
-        """Generate the whole assistant reply."""
+    def chat(self, messages: Sequence[ChatMessage], params: GenerationParams = GenerationParams(),
+             adapter: str | None = None) -> ChatResult:
+        """Generate the whole assistant reply (with the LoRA `adapter` applied, else the bare model)."""
+        self._check_adapter(adapter)
         prompt_ids, max_new = self._prepare(messages, params)
         if self.pipe is not None:  # a stream, so that a stop string ends generation where it appears
             stream = _LmdeployStream(self, messages, params, max_new)
             for _ in stream:
                 pass
             return stream.result
-        with self._lock, _seeded(params.seed):
+        with self._lock, self._adapter_applied(adapter), _seeded(params.seed):
             output = self.model.generate(**self._generate_kwargs(prompt_ids, params, max_new))
         new_ids = output[0, prompt_ids.shape[1] :].tolist()
         trimmer = _StopTrimmer(params.stop)
         text = trimmer.feed(self.tokenizer.decode(new_ids, skip_special_tokens=True)) + trimmer.flush()
         return self._result(text, prompt_ids, new_ids, max_new, trimmer.done)
 
-    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams = GenerationParams()) -> ChatStream:
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams = GenerationParams(),
+               adapter: str | None = None) -> ChatStream:
         """Start generating now and return an iterator of text deltas (see ``ChatStream``).
 
         Bad input raises here, before any delta, so callers can still answer with an error status.
         """
+        self._check_adapter(adapter)
         prompt_ids, max_new = self._prepare(messages, params)
         if self.pipe is not None:
             return _LmdeployStream(self, messages, params, max_new)
-        return _TransformersStream(self, prompt_ids, params, max_new)
+        return _TransformersStream(self, prompt_ids, params, max_new, adapter)
+
+    # ------------------------------------------------------------ LoRA adapters (transformers only)
+    def load_adapter(self, name: str) -> None:
+        """Load the configured adapter `name` into the model (peft, through transformers' adapter API);
+        a no-op when it is loaded already. The deployment calls this from `@serve.multiplexed`."""
+        self._check_adapter(name)
+        with self._lock:
+            self._load_locked(name)
+
+    def unload_adapter(self, name: str) -> None:
+        """Free the adapter's weights (Serve evicted it, least recently used first)."""
+        with self._lock:
+            if name in self._adapters:
+                self._adapters.discard(name)
+                self.model.delete_adapter(name)
+                log.info("unloaded adapter %s", name)
+
+    @property
+    def loaded_adapters(self) -> list[str]:
+        return sorted(self._adapters)
+
+    def _check_adapter(self, adapter: str | None) -> None:
+        if adapter is not None and adapter not in self.args.adapters:
+            served = ", ".join(self.args.adapters) or "none"
+            raise InvalidInput(f"adapter {adapter!r} is not configured for this model (adapters: {served})",
+                               field="model")
+
+    def _load_locked(self, name: str) -> None:
+        if name in self._adapters:
+            return
+        try:
+            self.model.load_adapter(self.args.adapters[name], adapter_name=name)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot load adapter {name!r}: {e}", field="adapters") from e
+        self._adapters.add(name)
+        self.adapter_loads[name] = self.adapter_loads.get(name, 0) + 1
+        log.info("loaded adapter %s from %s", name, self.args.adapters[name])
+
+    @contextmanager
+    def _adapter_applied(self, adapter: str | None):
+        """The model as one request needs it: its adapter active, or every adapter off (the caller
+        holds the lock, so requests with different adapters never overlap)."""
+        if adapter is not None:
+            self._load_locked(adapter)  # evicted between Serve's load and this request: load again
+            self.model.enable_adapters()
+            self.model.set_adapter(adapter)
+        elif self._adapters:
+            self.model.disable_adapters()
+        yield
 
     def warmup(self) -> None:
         """One short greedy reply, so the first request does not pay for lazy set-up."""
@@ -219,8 +293,10 @@ class ChatStream(Iterator[str]):
 class _TransformersStream(ChatStream):
     """Generation runs in its own thread and hands each token over through a queue."""
 
-    def __init__(self, runner: LlmRunner, prompt_ids: torch.Tensor, params: GenerationParams, max_new: int):
+    def __init__(self, runner: LlmRunner, prompt_ids: torch.Tensor, params: GenerationParams, max_new: int,
+                 adapter: str | None = None):
         self._runner, self._prompt_ids, self._params, self._max_new = runner, prompt_ids, params, max_new
+        self._adapter = adapter
         self._tokens = _TokenQueue()
         self._cancel = threading.Event()
         self._error: BaseException | None = None
@@ -235,7 +311,7 @@ class _TransformersStream(ChatStream):
 
     def _generate(self, kwargs: dict) -> None:
         try:
-            with self._runner._lock, _seeded(self._params.seed):
+            with self._runner._lock, self._runner._adapter_applied(self._adapter), _seeded(self._params.seed):
                 if not self._cancel.is_set():
                     self._runner.model.generate(**kwargs)
         except BaseException as e:  # re-raised in the consumer's thread

@@ -11,11 +11,12 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from mmserve.runners import asr, image, llm, music, tts, vlm
+from mmserve.runners import asr, image, llm, music, tts, vlm, whisper
 from mmserve.runners.family import Family
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (
     asr.FAMILY,
+    whisper.FAMILY,
     image.FAMILY,
     llm.TRANSFORMERS,
     llm.LMDEPLOY,

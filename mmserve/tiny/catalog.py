@@ -16,10 +16,12 @@ BUILDERS = {
     "funasr": "mmserve.tiny.funasr",
     "sd3": "mmserve.tiny.sd3",
     "qwen": "mmserve.tiny.qwen",
+    "qwen_lora": "mmserve.tiny.lora",  # LoRA adapters of the tiny qwen (built after it)
     "chattts": "mmserve.tiny.chattts",
     "internvl": "mmserve.tiny.internvl",
     "llava": "mmserve.tiny.llava",
     "stable_audio": "mmserve.tiny.stable_audio",
+    "whisper-tiny-en": "mmserve.tiny.whisper",  # real weights, linked from a package
 }
 MARKER = ".mmserve-built"
 
