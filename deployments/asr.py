@@ -14,7 +14,7 @@ from deployments.common import ModelReplica, in_thread, timed
 from mmserve import metrics
 from mmserve.catalog import ModelArgs
 from mmserve.protocol.asr import Transcript
-from mmserve.runners.asr import SAMPLE_RATE
+from mmserve.runners.speech_input import SAMPLE_RATE
 
 
 @serve.deployment(name="asr")

@@ -11,7 +11,6 @@ import contextlib
 import math
 import io
 import logging
-import re
 import threading
 from pathlib import Path
 from typing import Literal
@@ -23,11 +22,10 @@ from mmserve.devices import resolve_device
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.protocol.asr import Transcript
 from mmserve.runners.family import Family
+from mmserve.runners.speech_input import SAMPLE_RATE, checked_audio, checked_hotwords
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-_MAX_HOTWORD_CHARS = 32
 _MIN_SAMPLES = 400  # one 25 ms fbank frame: FunASR fails on less, and there is no speech in it
 
 
@@ -98,15 +96,7 @@ class AsrRunner:
 
     def check(self, samples, sample_rate: int, hotwords: list[str] | None) -> tuple[np.ndarray, str | None]:
         """The audio and FunASR hotword string of a valid request; InvalidInput names the bad field."""
-        if sample_rate != SAMPLE_RATE:
-            raise InvalidInput(f"sample_rate must be {SAMPLE_RATE}, got {sample_rate}", field="sample_rate")
-        if not isinstance(samples, np.ndarray) or samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating):
-            raise InvalidInput("samples must be a 1-D float array of mono audio", field="samples")
-        if samples.size == 0:
-            raise InvalidInput("audio is empty", field="samples")
-        if not np.isfinite(samples).all():
-            raise InvalidInput("audio contains NaN or infinite samples", field="samples")
-        return np.ascontiguousarray(samples, dtype=np.float32), self._hotword_string(hotwords)
+        return checked_audio(samples, sample_rate), self._hotword_string(hotwords)
 
     def _hotword_string(self, hotwords: list[str] | None) -> str | None:
         """FunASR's single space-separated hotword string.
@@ -114,22 +104,11 @@ class AsrRunner:
         FunASR reads a hotword string that is an existing `.txt` path as a file and one starting
         with "http" as a URL to download, so words that look like either are refused.
         """
-        if not hotwords:
+        words = checked_hotwords(hotwords, self.args.max_hotwords, forbidden=r"[\s/\\]",
+                                 rule="no spaces or slashes")
+        if words is None:
             return None
-        if not isinstance(hotwords, (list, tuple)):
-            raise InvalidInput("hotwords must be a list of strings", field="hotwords")
-        if len(hotwords) > self.args.max_hotwords:
-            raise InvalidInput(f"at most {self.args.max_hotwords} hotwords are accepted", field="hotwords")
-        for word in hotwords:
-            if not isinstance(word, str) or not word.strip():
-                raise InvalidInput("hotwords must be non-empty strings", field="hotwords")
-            if len(word.strip()) > _MAX_HOTWORD_CHARS or re.search(r"[\s/\\]", word.strip()):
-                raise InvalidInput(
-                    f"hotword {word!r} must be one word of at most {_MAX_HOTWORD_CHARS} characters "
-                    "with no spaces or slashes",
-                    field="hotwords",
-                )
-        joined = " ".join(w.strip() for w in hotwords)
+        joined = " ".join(words)
         if joined.startswith("http") or joined.endswith(".txt"):
             raise InvalidInput("hotwords may not start with 'http' or end with '.txt'", field="hotwords")
         return joined

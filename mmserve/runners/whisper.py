@@ -23,14 +23,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.devices import resolve_device
-from mmserve.errors import ConfigError, InvalidInput
+from mmserve.errors import ConfigError
 from mmserve.protocol.asr import Transcript, TranscriptSegment, TranscriptWord
 from mmserve.runners.family import Family
+from mmserve.runners.speech_input import SAMPLE_RATE, checked_audio, checked_hotwords
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-_MAX_HOTWORD_CHARS = 32
 _MIN_SAMPLES = 400  # 25 ms: nothing to recognize in less
 
 ComputeType = Literal[
@@ -121,32 +120,9 @@ class WhisperRunner:
         self.run(noise, None)
 
     def check(self, samples, sample_rate: int, hotwords: list[str] | None) -> tuple[np.ndarray, str | None]:
-        """The audio and Whisper hotword string of a valid request; InvalidInput names the bad field."""
-        if sample_rate != SAMPLE_RATE:
-            raise InvalidInput(f"sample_rate must be {SAMPLE_RATE}, got {sample_rate}", field="sample_rate")
-        if not isinstance(samples, np.ndarray) or samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating):
-            raise InvalidInput("samples must be a 1-D float array of mono audio", field="samples")
-        if samples.size == 0:
-            raise InvalidInput("audio is empty", field="samples")
-        if not np.isfinite(samples).all():
-            raise InvalidInput("audio contains NaN or infinite samples", field="samples")
-        return np.ascontiguousarray(samples, dtype=np.float32), self._hotword_string(hotwords)
-
-    def _hotword_string(self, hotwords: list[str] | None) -> str | None:
-        """Whisper's `hotwords` prompt: the words, space-separated (the same rules as Paraformer's)."""
-        if not hotwords:
-            return None
-        if not isinstance(hotwords, (list, tuple)):
-            raise InvalidInput("hotwords must be a list of strings", field="hotwords")
-        if len(hotwords) > self.args.max_hotwords:
-            raise InvalidInput(f"at most {self.args.max_hotwords} hotwords are accepted", field="hotwords")
-        for word in hotwords:
-            if not isinstance(word, str) or not word.strip():
-                raise InvalidInput("hotwords must be non-empty strings", field="hotwords")
-            if len(word.strip()) > _MAX_HOTWORD_CHARS or any(c.isspace() for c in word.strip()):
-                raise InvalidInput(f"hotword {word!r} must be one word of at most {_MAX_HOTWORD_CHARS} characters",
-                                   field="hotwords")
-        return " ".join(w.strip() for w in hotwords)
+        """The audio and Whisper hotword prompt of a valid request; InvalidInput names the bad field."""
+        words = checked_hotwords(hotwords, self.args.max_hotwords)
+        return checked_audio(samples, sample_rate), " ".join(words) if words else None
 
     def run(self, wav: np.ndarray, hotwords: str | None) -> Transcript:
         """Transcribe checked input (see `check`)."""
