@@ -50,6 +50,8 @@ class ChatLLM(ModelReplica):
     async def adapter(self) -> str | None:
         """The request's LoRA adapter (Serve's multiplexed model id), loaded on this replica; None: the
         bare model."""
+        if not self.adapters:  # nothing to multiplex (and no Serve request context needed)
+            return None
         name = serve.get_multiplexed_model_id()
         if not name:
             return None

@@ -93,10 +93,15 @@ def memory_fraction_for(num_gpus: float) -> float:
 
 
 def assigned_gpu_fraction() -> float | None:
-    """The GPU share Ray assigned this process (a replica's num_gpus); None outside Ray."""
+    """The GPU share Ray assigned this process (a replica's num_gpus); None outside Ray.
+
+    Asks only when Ray is already connected: `get_runtime_context()` would otherwise start a local
+    Ray instance of its own.
+    """
     try:
         import ray
-
-        return ray.get_runtime_context().get_assigned_resources().get("GPU")
-    except Exception:  # outside Ray (unit tests, scripts): nothing assigned
+    except ImportError:  # the GPU check machine has no Ray
         return None
+    if not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_assigned_resources().get("GPU")

@@ -167,3 +167,14 @@ def test_asr_threads_may_not_exceed_the_replica_cpus():
 def test_a_dtype_typo_fails_config_validation(args_type):
     with pytest.raises(ValidationError, match="dtype"):
         args_type(model="m", dtype="fp16")
+
+
+def test_asking_for_the_ray_share_outside_ray_starts_no_ray():
+    """Runners also run without Ray (benchmarks, the GPU check): asking must not start a local cluster."""
+    import subprocess
+    import sys
+
+    code = ("import ray; from mmserve.devices import assigned_gpu_fraction; "
+            "print(assigned_gpu_fraction(), ray.is_initialized())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["None", "False"]

@@ -55,7 +55,7 @@ def test_an_adapter_name_used_by_a_model_or_adapter_is_a_config_error_naming_it(
 def test_adapters_on_lmdeploy_are_refused():
     raw = local_args()
     llm_entry(raw)["runner"]["family"] = "lmdeploy-llm"
-    refused = r"adapters: LoRA adapters \(qwen-pirate, qwen-poet\) are served by the transformers-llm family only"
+    refused = r"adapters, max_adapters_per_replica: not taken by family 'lmdeploy-llm'"
     with pytest.raises(ValidationError, match=refused):
         AppArgs.model_validate(raw)
 

@@ -169,21 +169,26 @@ def test_lmdeploy_without_cuda_is_a_config_error(model_dir):
     assert err.value.field == "family" and "CUDA" in err.value.message
 
 
-def test_lmdeploy_refuses_bitsandbytes(model_dir):
-    with pytest.raises(ConfigError) as err:
-        LlmRunner(LlmArgs(model=str(model_dir), family="lmdeploy-llm", quantization="4bit"))
-    assert err.value.field == "quantization"
+@pytest.mark.parametrize("family, key, value", [
+    ("lmdeploy-llm", "quantization", "4bit"),  # bitsandbytes is a transformers option; lmdeploy serves AWQ
+    ("lmdeploy-llm", "adapters", {"a": "/x"}),
+    ("transformers-llm", "tp", 2),
+    ("transformers-llm", "cache_max_entry_count", 0.3),
+])
+def test_a_key_the_family_does_not_take_is_a_config_error(family, key, value):
+    with pytest.raises(ValidationError, match=f"{key}: not taken by family"):
+        LlmArgs(model="m", family=family, **{key: value})
 
 
 def test_lmdeploy_args():
     args = LlmArgs(model="m", family="lmdeploy-llm", lmdeploy_engine="pytorch", session_len=4096, tp=2)
     assert (args.cache_max_entry_count, args.tp, args.session_len) == ("auto", 2, 4096)
-    assert LlmArgs(model="m", cache_max_entry_count=0.3).cache_max_entry_count == 0.3
+    assert LlmArgs(model="m", family="lmdeploy-llm", cache_max_entry_count=0.3).cache_max_entry_count == 0.3
     assert LlmArgs(model="m").lmdeploy_engine == "turbomind"
     for bad in ({"cache_max_entry_count": 1.0}, {"cache_max_entry_count": 0}, {"tp": 0}, {"session_len": 0},
                 {"lmdeploy_engine": "vllm"}, {"cache_max_entry_count": "full"}):
         with pytest.raises(ValidationError):
-            LlmArgs(model="m", **bad)
+            LlmArgs(model="m", family="lmdeploy-llm", **bad)
 
 
 def test_kv_cache_gets_what_the_share_leaves():

@@ -34,6 +34,7 @@ from mmserve.runners.lmdeploy_engine import (
     SessionLen,
     TensorParallel,
     check_available,
+    check_family_fields,
     check_seed,
     check_tensor_parallel,
     generation_config,
@@ -73,10 +74,8 @@ class LlmArgs(BaseModel):
         return self.family == "lmdeploy-llm"
 
     @model_validator(mode="after")
-    def _adapters_are_served(self) -> "LlmArgs":
-        if self.adapters and self.uses_lmdeploy:
-            raise ValueError(f"adapters: LoRA adapters ({', '.join(self.adapters)}) are served by the "
-                             "transformers-llm family only, not lmdeploy-llm")
+    def _fields_fit_the_family(self) -> "LlmArgs":
+        check_family_fields(self)  # e.g. LoRA adapters are served by transformers-llm only
         for name in self.adapters:
             if not name or any(c.isspace() or c == "#" for c in name):
                 raise ValueError(f"adapters: {name!r} is not a valid model id (no spaces or '#')")

@@ -51,6 +51,18 @@ KvCacheReserve = Annotated[
 TensorParallel = Annotated[int, Field(ge=1, description="lmdeploy: tensor-parallel degree (GPUs per replica).")]
 
 DEFAULT_KV_FRACTION = 0.8  # lmdeploy's own default
+# Runner args only the lmdeploy families take, and args only the transformers families take.
+LMDEPLOY_ONLY = ("lmdeploy_engine", "session_len", "cache_max_entry_count", "kv_cache_reserve_gb", "tp")
+TRANSFORMERS_ONLY = ("quantization", "adapters", "max_adapters_per_replica")
+
+
+def check_family_fields(args) -> None:
+    """One args class serves a task's transformers and lmdeploy families: a key set in YAML that the
+    chosen family does not use is an error naming it, as an unknown key would be."""
+    foreign = TRANSFORMERS_ONLY if args.uses_lmdeploy else LMDEPLOY_ONLY
+    given = sorted(set(foreign) & args.model_fields_set)
+    if given:
+        raise ValueError(f"{', '.join(given)}: not taken by family {args.family!r}")
 _DTYPES = ("auto", "float16", "bfloat16")
 
 

@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 import torch
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput, PayloadTooLarge
@@ -33,6 +33,7 @@ from mmserve.runners.lmdeploy_engine import (
     LmdeployRequest,
     SessionLen,
     TensorParallel,
+    check_family_fields,
     check_seed,
     check_tensor_parallel,
     generation_config,
@@ -72,6 +73,11 @@ class VlmArgs(BaseModel):
     @property
     def uses_lmdeploy(self) -> bool:
         return self.family == "lmdeploy-vlm"
+
+    @model_validator(mode="after")
+    def _fields_fit_the_family(self) -> "VlmArgs":
+        check_family_fields(self)
+        return self
 
 
 class VlmStream(Iterator[str]):
