@@ -189,3 +189,25 @@ def test_a_flow_stage_runs_on_an_adapter_picked_by_name(local_stack):
     missing = httpx.post(local_stack + "/v1/pipelines/speech-to-image", files=files, timeout=120,
                          data={"llm_model": "qwen-nope"})
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "llm_model"
+
+
+def test_serve_unloads_the_least_recently_used_adapter_beyond_the_bound(ray_cluster):
+    """max_adapters_per_replica: 1 -- a third request for the first adapter loads it again."""
+    from ray import serve
+
+    from graphs.app import deploy
+    from mmserve.catalog import ModelArgs
+
+    raw = llm_entry(local_args())
+    raw["runner"]["max_adapters_per_replica"] = 1
+    raw["deployment"] = {"num_cpus": 0.2, "warmup": False}
+    handle = serve.run(deploy(ModelArgs.model_validate(raw)), name="lora-lru", route_prefix=None)
+    try:
+        messages, params = [ChatMessage(role="user", content="hi")], GenerationParams(max_new_tokens=2, temperature=0)
+        for adapter in ("qwen-pirate", "qwen-poet", "qwen-pirate"):
+            handle.options(multiplexed_model_id=adapter).chat.remote(messages, params).result(timeout_s=120)
+        stats = handle.adapter_stats.remote().result(timeout_s=60)
+        assert stats["weight_loads"] == {"qwen-pirate": 2, "qwen-poet": 1}, stats
+        assert stats["loaded"] == ["qwen-pirate"], stats
+    finally:
+        serve.delete("lora-lru")
