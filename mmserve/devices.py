@@ -104,4 +104,7 @@ def assigned_gpu_fraction() -> float | None:
         return None
     if not ray.is_initialized():
         return None
-    return ray.get_runtime_context().get_assigned_resources().get("GPU")
+    try:
+        return ray.get_runtime_context().get_assigned_resources().get("GPU")
+    except AssertionError:  # a driver, not a worker (tests, scripts that host a cluster): nothing assigned
+        return None

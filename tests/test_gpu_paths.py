@@ -178,3 +178,13 @@ def test_asking_for_the_ray_share_outside_ray_starts_no_ray():
             "print(assigned_gpu_fraction(), ray.is_initialized())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["None", "False"]
+
+
+def test_asking_for_the_ray_share_from_a_ray_driver_is_none():
+    import subprocess
+    import sys
+
+    code = ("import ray; ray.init(num_cpus=1, include_dashboard=False); from mmserve.devices import "
+            "assigned_gpu_fraction; print(assigned_gpu_fraction()); ray.shutdown()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=True)
+    assert out.stdout.split()[-1] == "None"
