@@ -51,3 +51,17 @@ async def read_then_leave(stream, items: int) -> list:
             break
     await stream.aclose()
     return got
+
+
+# What every speech recognizer refuses, and the field it names (mmserve/runners/speech_input.py).
+BAD_SPEECH_INPUTS = [
+    ({"samples": np.zeros(0, np.float32)}, "samples"),
+    ({"samples": np.zeros((2, 16000), np.float32)}, "samples"),
+    ({"samples": np.full(16000, np.nan, np.float32)}, "samples"),
+    ({"samples": np.zeros(16000, np.int16)}, "samples"),
+    ({"sample_rate": 8000}, "sample_rate"),
+    ({"hotwords": ["two words"]}, "hotwords"),
+    ({"hotwords": [""]}, "hotwords"),
+    ({"hotwords": "not-a-list"}, "hotwords"),
+    ({"hotwords": ["w"] * 101}, "hotwords"),
+]

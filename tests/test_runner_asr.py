@@ -21,6 +21,7 @@ from mmserve.media import decode_audio
 from mmserve.protocol.asr import Transcript
 from mmserve.runners.asr import AsrArgs, AsrRunner
 from mmserve.tiny import funasr as tiny_funasr
+from tests.helpers import BAD_SPEECH_INPUTS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -127,19 +128,8 @@ def test_too_short_for_a_frame_is_empty(runner):
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [
-        ({"samples": np.zeros(0, np.float32)}, "samples"),
-        ({"samples": np.zeros((2, 16000), np.float32)}, "samples"),
-        ({"samples": np.full(16000, np.nan, np.float32)}, "samples"),
-        ({"samples": np.zeros(16000, np.int16)}, "samples"),
-        ({"sample_rate": 8000}, "sample_rate"),
-        ({"hotwords": ["http://example.com/hot"]}, "hotwords"),
-        ({"hotwords": ["words.txt"]}, "hotwords"),
-        ({"hotwords": ["two words"]}, "hotwords"),
-        ({"hotwords": [""]}, "hotwords"),
-        ({"hotwords": "not-a-list"}, "hotwords"),
-        ({"hotwords": ["w"] * 101}, "hotwords"),
-    ],
+    [*BAD_SPEECH_INPUTS, ({"hotwords": ["http://example.com/hot"]}, "hotwords"),
+     ({"hotwords": ["words.txt"]}, "hotwords")],
 )
 def test_bad_input(runner, kwargs, field):
     call = {"samples": _tone(0.5), "sample_rate": 16000, "hotwords": None, **kwargs}

@@ -22,7 +22,7 @@ from mmserve.runners.registry import FAMILIES
 from mmserve.runners.whisper import WhisperArgs, WhisperRunner, compute_type_for
 from mmserve.tiny import whisper as tiny_whisper
 from tests.conftest import LOCAL_CONFIG
-from tests.helpers import SPEECH_EN
+from tests.helpers import BAD_SPEECH_INPUTS, SPEECH_EN
 from tests.standins.ctranslate2 import GpuWhisper
 from tests.standins.cuda import FakeGpu
 
@@ -82,18 +82,7 @@ def test_quiet_and_too_short_audio(runner):
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [
-        ({"samples": np.zeros(0, np.float32)}, "samples"),
-        ({"samples": np.zeros((2, 16000), np.float32)}, "samples"),
-        ({"samples": np.full(16000, np.nan, np.float32)}, "samples"),
-        ({"samples": np.zeros(16000, np.int16)}, "samples"),
-        ({"sample_rate": 8000}, "sample_rate"),
-        ({"hotwords": ["two words"]}, "hotwords"),
-        ({"hotwords": [""]}, "hotwords"),
-        ({"hotwords": ["x" * 33]}, "hotwords"),
-        ({"hotwords": "not-a-list"}, "hotwords"),
-        ({"hotwords": ["w"] * 101}, "hotwords"),
-    ],
+    [*BAD_SPEECH_INPUTS, ({"hotwords": ["x" * 33]}, "hotwords")],
 )
 def test_bad_input(runner, kwargs, field):
     call = {"samples": np.zeros(8000, np.float32), "sample_rate": 16000, "hotwords": None, **kwargs}
