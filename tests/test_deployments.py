@@ -145,3 +145,33 @@ def test_a_stream_that_fails_raises_in_the_consumer():
     with pytest.raises(RuntimeError, match="decoder failed"):
         _drive(iterate_in_thread(Failing()), 1)
     assert closed == [True]
+
+
+def test_a_stream_runs_at_most_ahead_items_in_front_of_its_consumer():
+    """A slow client must not let a producer buffer a whole generation (or audio clip) in memory."""
+    import asyncio
+    import itertools
+    import time
+
+    from deployments.common import iterate_in_thread
+
+    produced = []
+
+    def endless():
+        for i in itertools.count():
+            produced.append(i)
+            yield i
+
+    async def read_one_then_wait():
+        stream = iterate_in_thread(endless(), ahead=4)
+        assert await stream.__anext__() == 0
+        deadline = time.monotonic() + 30
+        while len(produced) < 5:  # the producer fills what it may
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # room for it to overrun, if it would
+        count = len(produced)
+        await stream.aclose()
+        return count
+
+    assert asyncio.run(read_one_then_wait()) <= 4 + 2
