@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from graphs.stages import unwrap
-from mmserve.errors import MMServeError, Overloaded
+from graphs.stages import replica_lost, unwrap
+from mmserve.errors import MMServeError, Overloaded, ReplicaUnavailable
 
 log = logging.getLogger("ray.serve")
 
@@ -47,6 +47,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(cause)
         if isinstance(cause, BackPressureError):
             return error_response(Overloaded())
+        if replica_lost(exc):  # a model call made outside run_stage: still the server's trouble, not a 500
+            return error_response(ReplicaUnavailable("a replica went away before answering, retry later"))
         log.exception("unhandled error in gateway")
         return JSONResponse({"error": {"message": f"internal error: {type(cause).__name__}",
                                        "type": "internal_error", "code": "internal_error"}}, status_code=500)

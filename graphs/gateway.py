@@ -18,7 +18,7 @@ from pydantic import Field
 from ray import serve
 from starlette.datastructures import Headers
 
-from graphs import openai, routes_pipelines
+from graphs import admission, openai, routes_pipelines, stages
 from graphs.errors import error_response, install_error_handlers
 from graphs.services import ServedModel, Services, install, services, waiting_for
 from mmserve import metrics
@@ -26,7 +26,11 @@ from mmserve.config import DeploymentArgs, Strict
 from mmserve.errors import MMServeError, PayloadTooLarge
 from mmserve.limits import Limits
 
-access_log = logging.getLogger("mmserve.access")
+# A child of Serve's own "ray.serve" logger: inside a replica only that logger has handlers (the
+# replica's log file under logs/serve/), and a child follows Serve's logging_config (level, JSON).
+access_log = logging.getLogger("ray.serve.mmserve.access")
+# Serve's marks for its own access lines: file only (not the worker's stderr), and off with enable_access_log.
+ACCESS_LOG_EXTRA = {"log_to_stderr": False, "serve_access_log": True}
 app = FastAPI(title="mmserve", version="0.1.0")
 install_error_handlers(app)
 for router in openai.ROUTERS:
@@ -48,10 +52,27 @@ class ImageDefaults(Strict):
     height: int = 1024
 
 
+class StageDeadlines(Strict):
+    """Seconds a stage may take before the request gets a 504 naming it (a streamed stage: for its
+    first item, then between items); None: no deadline. Keep them below http_options.request_timeout_s."""
+
+    asr: float | None = Field(60.0, gt=0)
+    rewrite: float | None = Field(60.0, gt=0, description="speech-to-image's LLM prompt rewrite")
+    llm: float | None = Field(120.0, gt=0)
+    vlm: float | None = Field(120.0, gt=0)
+    tts: float | None = Field(60.0, gt=0)
+    image: float | None = Field(240.0, gt=0)
+    music: float | None = Field(240.0, gt=0)
+
+
 class GatewayArgs(Strict):
     api_keys: list[str] = Field(default_factory=list, description="Bearer keys; MMSERVE_API_KEYS adds more")
     limits: Limits = Field(default_factory=Limits)
     image_defaults: ImageDefaults = Field(default_factory=ImageDefaults)
+    stage_deadlines_s: StageDeadlines = Field(default_factory=StageDeadlines)
+    saturated_hold_s: float = Field(
+        1.0, gt=0, description="after a model refuses a call (queue full), requests that can only reach it are "
+        "refused before their body is read until one of its calls finishes or this many seconds pass")
     deployment: DeploymentArgs = Field(
         default_factory=lambda: DeploymentArgs(num_cpus=0.5, max_ongoing_requests=64, max_queued_requests=256))
 
@@ -104,7 +125,7 @@ class GuardAndLog:
             access_log.info(json.dumps({
                 "request_id": headers.get("x-request-id") or _serve_request_id(), "method": scope["method"],
                 "path": scope["path"], "status": status, "duration_ms": round((time.perf_counter() - start) * 1000, 2),
-            }))
+            }), extra=ACCESS_LOG_EXTRA)
 
     @staticmethod
     def _rejection(scope, headers: Headers) -> MMServeError | None:
@@ -116,7 +137,7 @@ class GuardAndLog:
             return Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
         if limit and declared and declared.isdigit() and int(declared) > limit:
             return PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-        return None
+        return admission.refusal(path, svc.models)
 
 
 app.add_middleware(GuardAndLog)
@@ -169,6 +190,8 @@ class Gateway:
         """`models`: one dict per model (name, task, family, handle, always_on, default, adapters), plain data
         so this replica needs no runner module; `flows`: the flows to serve, each stage's model resolved."""
         served = {spec["name"]: ServedModel(**spec) for spec in models}
+        stages.set_deadlines(args.stage_deadlines_s.model_dump(exclude_none=True))
+        admission.saturation.hold_s = args.saturated_hold_s
         install(Services(limits=args.limits, image_defaults=args.image_defaults, models=served, flows=flows,
                          api_keys=configured_keys(args),
                          max_body_bytes=args.limits.max_upload_bytes + MULTIPART_OVERHEAD_BYTES))

@@ -35,7 +35,7 @@ class ImageToSpeechFlow:
         timings: dict[str, float] = {}
         start = time.perf_counter()
         answer = await self._answer(images, question or self.args.describe_prompt, timings)
-        speech = await run_stage("tts", speak(self.tts, answer, voice=voice), timings)
+        speech = await run_stage("tts", speak(self.tts, answer, voice=voice), timings=timings)
         timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return {"description": answer, "audio": speech.to_json(), "timings": timings}
 
@@ -44,15 +44,15 @@ class ImageToSpeechFlow:
             raise InvalidInput("no speech recognition model is served", field="file")
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        transcript = await run_stage("asr", self.asr.transcribe.remote(audio.samples, None), timings)
+        transcript = await run_stage("asr", self.asr.transcribe, audio.samples, None, timings=timings)
         if not transcript.text.strip():
             raise InvalidInput("no speech was recognized in the audio", field="file", stage="asr")
         answer = await self._answer(images, transcript.text, timings)
-        speech = await run_stage("tts", speak(self.tts, answer, voice=voice), timings)
+        speech = await run_stage("tts", speak(self.tts, answer, voice=voice), timings=timings)
         timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return {"question": transcript.text, "answer": answer, "audio": speech.to_json(), "timings": timings}
 
     async def _answer(self, images: list[Image.Image], question: str, timings: dict) -> str:
         request = VlmRequest(question=question, images=images, max_new_tokens=self.args.max_new_tokens)
-        result = await run_stage("vlm", self.vlm.answer.remote(request), timings)
+        result = await run_stage("vlm", self.vlm.answer, request, timings=timings)
         return result.text

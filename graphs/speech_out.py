@@ -9,7 +9,7 @@ import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from graphs.clauses import split_text
-from graphs.stages import unwrap
+from graphs.stages import run_stage
 from mmserve.errors import InvalidInput
 from mmserve.media import b64encode, encode_wav
 from mmserve.protocol.audio import Audio
@@ -33,18 +33,17 @@ async def speak(tts: DeploymentHandle, text: str, *, voice: str | None, max_char
     """Pieces go out together, so the TTS deployment batches them; a piece ChatTTS cannot speak
     (digits or symbols only) is skipped and listed, not an error for the whole answer."""
     pieces = split_text(text, max_chars=max_chars)
-    responses = [tts.synthesize.remote(SpeechRequest(text=piece, voice=voice)) for piece in pieces]
-    results = await asyncio.gather(*responses, return_exceptions=True)
+    calls = [run_stage("tts", tts.synthesize, SpeechRequest(text=piece, voice=voice)) for piece in pieces]
+    results = await asyncio.gather(*calls, return_exceptions=True)
     audio: list[Audio] = []
     skipped: list[str] = []
     for piece, result in zip(pieces, results):
         if isinstance(result, BaseException):
-            cause = unwrap(result)
-            if isinstance(cause, InvalidInput) and cause.field == "input":
+            if isinstance(result, InvalidInput) and result.field == "input":
                 skipped.append(piece)
                 continue
             raise result
         audio.append(result)
     if not audio:  # nothing spoken: the rate is still the model's, for the response's sample_rate
-        return Speech(None, await tts.sample_rate.remote(), skipped=skipped)
+        return Speech(None, await run_stage("tts", tts.sample_rate), skipped=skipped)
     return Speech(np.concatenate([a.samples for a in audio]), audio[0].sample_rate, skipped=skipped)

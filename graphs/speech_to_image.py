@@ -50,27 +50,27 @@ class SpeechToImageFlow:
                   rewrite: bool | None = None) -> SpeechToImageResult:
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        transcript = await run_stage("asr", self.asr.transcribe.remote(audio.samples, hotwords), timings)
+        transcript = await run_stage("asr", self.asr.transcribe, audio.samples, hotwords, timings=timings)
         text = transcript.text.strip()
         prompt = text
         if (self.args.rewrite_prompt if rewrite is None else rewrite) and self.llm is not None:
-            prompt = await run_stage("rewrite", self._rewrite(text), timings) or text
+            prompt = await self._rewrite(text, timings) or text
         if not prompt:
             raise InvalidInput("no speech was recognized in the audio", field="file", stage="asr")
         request = ImageRequest(prompt=prompt, **image)
-        images = await run_stage("image", self.image.generate.remote(request), timings)
+        images = await run_stage("image", self.image.generate, request, timings=timings)
         timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return SpeechToImageResult(
             transcript=transcript.text, timestamps=transcript.timestamps,
             audio_duration_s=transcript.duration_s, prompt=prompt, images_png=images, timings=timings,
         )
 
-    async def _rewrite(self, text: str) -> str:
+    async def _rewrite(self, text: str, timings: dict[str, float]) -> str:
         if not text:
             return ""
         messages = [ChatMessage(role="system", content=REWRITE_SYSTEM_PROMPT),
                     ChatMessage(role="user", content=text)]
         params = GenerationParams(max_new_tokens=self.args.rewrite_max_new_tokens,
                                   temperature=self.args.rewrite_temperature)
-        result = await self.llm.chat.remote(messages, params)
+        result = await run_stage("rewrite", self.llm.chat, messages, params, timings=timings)
         return " ".join(result.text.split())

@@ -7,10 +7,13 @@ started, a failure can only be reported inside it, as a last SSE error event.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any, AsyncIterator, TypeVar
 
-from graphs.stages import stage_error
+from ray.serve.handle import DeploymentHandle
+
+from graphs.stages import stage_error, stream_stage
 
 T = TypeVar("T")
 
@@ -22,16 +25,17 @@ def sse(payload: Any) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-async def peek(stream: AsyncIterator[T], stage: str, *, empty: T | None = None) -> tuple[T | None, AsyncIterator[T]]:
-    """The stream's first item, awaited now (a failure raises `stage_error(stage, ...)`), and the
-    whole stream again, that item first. An empty stream gives `empty` as its only item, or no
-    items and None when `empty` is None."""
+async def peek(stage: str, method: DeploymentHandle, *args: Any, empty: T | None = None,
+               **kwargs: Any) -> tuple[T | None, AsyncIterator[T]]:
+    """Start the streamed stage `method(*args)` (see `stream_stage`) and await its first item now, so
+    a failure before any output (bad input, overload, deadline) raises `stage_error(stage, ...)`
+    before the response starts. Returns that item and the whole stream again, that item first; an
+    empty stream gives `empty` as its only item, or no items and None when `empty` is None."""
+    stream = stream_stage(stage, method, *args, **kwargs)
     try:
         first = await stream.__anext__()
     except StopAsyncIteration:
         return empty, _items([] if empty is None else [empty], None)
-    except Exception as exc:
-        raise stage_error(stage, exc) from None
     return first, _items([first], stream)
 
 
@@ -39,8 +43,9 @@ async def _items(head: list[T], tail: AsyncIterator[T] | None) -> AsyncIterator[
     for item in head:
         yield item
     if tail is not None:
-        async for item in tail:
-            yield item
+        async with contextlib.aclosing(tail):
+            async for item in tail:
+                yield item
 
 
 async def sse_events(payloads: AsyncIterator[Any], stage: str) -> AsyncIterator[str]:

@@ -7,6 +7,7 @@ the first audio leaves long before the reply is finished. Events leave in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import AsyncIterator
 
@@ -14,7 +15,7 @@ from pydantic import Field
 from ray.serve.handle import DeploymentHandle
 
 from graphs.clauses import ClauseSplitter
-from graphs.stages import run_stage, stage_error, unwrap
+from graphs.stages import run_stage, stage_error, stream_stage
 from mmserve import metrics
 from mmserve.config import Strict
 from mmserve.errors import InvalidInput
@@ -50,7 +51,7 @@ class VoiceChatFlow:
         """Runs ASR now (so its errors are a plain 4xx), then returns the event stream."""
         start = time.perf_counter()
         timings: dict[str, float] = {}
-        transcript = await run_stage("asr", self.asr.transcribe.remote(audio.samples, None), timings)
+        transcript = await run_stage("asr", self.asr.transcribe, audio.samples, None, timings=timings)
         if not transcript.text.strip():
             raise InvalidInput("no speech was recognized in the audio", field="file", stage="asr")
         messages = [ChatMessage(role="system", content=system_prompt or self.args.system_prompt),
@@ -86,38 +87,44 @@ class VoiceChatFlow:
                     yield {"type": "done", "reply": "".join(reply), "timings": timings,
                            "completion_tokens": result.completion_tokens if result else None}
                     return
-        finally:
+        finally:  # the client left or the reply ended: stop generating, and synthesizing what is queued
             producer.cancel()
+            while not queue.empty():
+                kind, *payload = queue.get_nowait()
+                if kind == "clause":
+                    payload[1].cancel()
 
     async def _produce(self, queue: asyncio.Queue, messages, params, voice, start, timings) -> None:
         splitter = ClauseSplitter(min_chars=self.args.min_clause_chars, max_chars=self.args.max_clause_chars)
         result = None
 
         def send(clauses: list[str]) -> None:
-            for clause in clauses:  # .remote() starts synthesis now, while the LLM goes on
-                queue.put_nowait(("clause", clause, self.tts.synthesize.remote(SpeechRequest(text=clause, voice=voice))))
+            for clause in clauses:  # a task starts synthesis now, while the LLM goes on
+                call = run_stage("tts", self.tts.synthesize, SpeechRequest(text=clause, voice=voice))
+                queue.put_nowait(("clause", clause, asyncio.ensure_future(call)))
 
         try:
-            async for item in self.llm.options(stream=True).stream.remote(messages, params):
-                if isinstance(item, ChatResult):
-                    result = item
-                    continue
-                timings.setdefault("llm_first_token_ms", ms_since(start))
-                queue.put_nowait(("text", item))
-                send(splitter.feed(item))
+            async with contextlib.aclosing(stream_stage("llm", self.llm.options(stream=True).stream, messages,
+                                                        params)) as items:
+                async for item in items:
+                    if isinstance(item, ChatResult):
+                        result = item
+                        continue
+                    timings.setdefault("llm_first_token_ms", ms_since(start))
+                    queue.put_nowait(("text", item))
+                    send(splitter.feed(item))
             timings["llm_done_ms"] = ms_since(start)
             send(splitter.flush())
             queue.put_nowait(("end", result))
         except Exception as exc:
             queue.put_nowait(("error", stage_error("llm", exc)))
 
-    async def _audio_event(self, index: int, clause: str, response) -> dict:
+    async def _audio_event(self, index: int, clause: str, synthesis: asyncio.Future) -> dict:
         try:
-            audio: Audio = await response
-        except Exception as exc:
-            cause = unwrap(exc)
-            if isinstance(cause, InvalidInput) and cause.field == "input":
-                return {"type": "skipped", "index": index, "text": clause, "reason": cause.message}
-            raise stage_error("tts", exc) from None
+            audio: Audio = await synthesis
+        except InvalidInput as exc:
+            if exc.field == "input":
+                return {"type": "skipped", "index": index, "text": clause, "reason": exc.message}
+            raise
         return {"type": "audio", "index": index, "text": clause, "sample_rate": audio.sample_rate,
                 "b64_wav": b64encode(encode_wav(audio.samples, audio.sample_rate))}

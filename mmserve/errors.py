@@ -53,6 +53,20 @@ class Overloaded(MMServeError):
         self.retry_after_s = retry_after_s
 
 
+class ReplicaUnavailable(Overloaded):
+    """The replica serving a stage died (or its node did) before answering: the server's trouble,
+    not a bug in the request, so a retryable 503 rather than a 500."""
+
+    code = "replica_unavailable"
+
+
+class StageTimeout(MMServeError):
+    """A stage did not answer within its configured deadline (a stuck or starved replica)."""
+
+    status_code = 504
+    code = "stage_timeout"
+
+
 class StageFailed(MMServeError):
     """A stage of a flow failed; the error names the stage."""
 

@@ -62,7 +62,7 @@ def rejected_requests() -> Counter:
 
 
 REJECTION_REASONS = {400: "invalid_input", 401: "unauthorized", 404: "not_found", 413: "too_large",
-                     422: "validation", 429: "overloaded", 503: "overloaded"}
+                     422: "validation", 429: "overloaded", 503: "overloaded", 504: "timeout"}
 
 
 def reason_for(status: int) -> str | None:

@@ -8,6 +8,8 @@ bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 export MMSERVE_MODEL_ROOT="${MMSERVE_MODEL_ROOT:-$PWD/.models}"
+# Serve's proxy answers 503 + Retry-After, not 500, when a gateway replica dies mid-request
+export RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=graphs.proxy_guard:middlewares
 python scripts/build_tiny_models.py --out "$MMSERVE_MODEL_ROOT"
 
 set -m  # job control: the background `serve run` then still receives the SIGINT sent below

@@ -63,6 +63,9 @@ def ray_cluster(tiny_models):
     import ray
     from ray import serve
 
+    from graphs.proxy_guard import IMPORT_PATH
+
+    os.environ["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] = IMPORT_PATH  # read by Serve's proxy at start
     port = _free_port()
     os.environ["MMSERVE_TEST_METRICS_PORT"] = str(metrics_port := _free_port())
     ray.init(

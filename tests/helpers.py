@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,17 @@ BAD_SPEECH_INPUTS = [
     ({"hotwords": "not-a-list"}, "hotwords"),
     ({"hotwords": ["w"] * 101}, "hotwords"),
 ]
+
+
+def wait_until(predicate, timeout: float, what, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy and return that; fail naming `what` (a string, or
+    a callable giving one then, e.g. what is still missing) at the deadline.
+
+    Tests wait for the state they need, never for a fixed time, so they hold on a busy machine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if result := predicate():
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
+        time.sleep(interval)

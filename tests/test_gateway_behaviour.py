@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -13,6 +15,7 @@ from graphs.app import AppArgs, build_app, load_app_args
 from graphs.gateway import GatewayArgs, authorized, configured_keys
 from mmserve.config import DeploymentArgs
 from tests.conftest import LOCAL_CONFIG
+from tests.helpers import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,8 @@ def tight_image_queue(ray_cluster):
     image = local.default_model("image")
     image.deployment = DeploymentArgs(num_cpus=0, max_ongoing_requests=1, max_queued_requests=1)
     image.batch.max_batch_size = 1
-    args = AppArgs(models=[image], gateway=local.gateway)
+    gateway = local.gateway.model_copy(update={"saturated_hold_s": 120.0})  # until a call finishes
+    args = AppArgs(models=[image], gateway=gateway)
     serve.run(build_app(args), name="tight", route_prefix="/tight")
     yield ray_cluster + "/tight"
     serve.delete("tight")
@@ -86,6 +90,40 @@ def test_overload_answers_503_fast_with_retry_after(tight_image_queue):
     # the replica is still healthy: the next request succeeds
     ok = httpx.post(tight_image_queue + "/v1/images/generations", json={"prompt": "cat", "size": "64x64"}, timeout=120)
     assert ok.status_code == 200
+
+
+def test_a_request_for_a_full_model_is_refused_before_its_body_is_read(tight_image_queue):
+    """Once the image model has refused a call for a full queue, the next image request is answered
+    503 from its headers alone: the test never sends the body it announces."""
+    slow = {"prompt": "a slow picture", "size": "512x512", "num_inference_steps": 50}  # the limits allow 50
+    url = httpx.URL(tight_image_queue + "/v1/images/generations")
+    with httpx.Client(timeout=300) as client, ThreadPoolExecutor(3) as pool:
+        sent = [pool.submit(client.post, url, json=slow) for _ in range(3)]  # one runs, one waits, one is refused
+        refused = wait_until(lambda: next((f for f in sent if f.done() and f.result().status_code == 503), None),
+                             120, "a 503 from the full image queue")
+        with socket.create_connection((url.host, url.port), timeout=30) as sock:
+            sock.sendall(f"POST {url.raw_path.decode()} HTTP/1.1\r\nHost: {url.host}\r\n"
+                         "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"prompt\": ".encode())
+            reply = read_response(sock)  # times out if the server waits for the body
+        assert reply.startswith("HTTP/1.1 503"), reply
+        assert "retry-after: 1" in reply.lower() and '"overloaded"' in reply
+        assert [f.result().status_code for f in sent if f is not refused] == [200, 200]
+
+
+def read_response(sock: socket.socket) -> str:
+    """One whole HTTP/1.1 response with a Content-Length body, from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < content_length(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace")
+
+
+def content_length(data: bytes) -> int:
+    head = data.partition(b"\r\n\r\n")[0].decode(errors="replace").lower()
+    return next((int(line.split(":", 1)[1]) for line in head.splitlines() if line.startswith("content-length:")), 0)
 
 
 def test_readiness_waits_only_for_always_on_models():

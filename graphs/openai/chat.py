@@ -70,11 +70,11 @@ async def chat_completions(body: ChatBody, svc: Services = Depends(services)):
     params = GenerationParams(max_new_tokens=max_new, temperature=body.temperature, top_p=body.top_p,
                               seed=body.seed, stop=stop)
     if not body.stream:
-        result = await run_stage("llm", served.handle.chat.remote(messages, params))
+        result = await run_stage("llm", served.handle.chat, messages, params)
         usage = usage_of(result.prompt_tokens, result.completion_tokens)
         return completion(cid, served.name, result.text, result.finish_reason, usage)
 
-    _, items = await peek(served.handle.options(stream=True).stream.remote(messages, params), "llm")
+    _, items = await peek("llm", served.handle.options(stream=True).stream, messages, params)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
 
     async def chunks():
@@ -103,10 +103,10 @@ async def vlm_chat(svc: Services, served, body: ChatBody, urls: list[str], max_n
     request = VlmRequest(question=question, images=images, max_new_tokens=max_new,
                          temperature=body.temperature, top_p=body.top_p, seed=body.seed)
     if not body.stream:
-        result = await run_stage("vlm", served.handle.answer.remote(request))
+        result = await run_stage("vlm", served.handle.answer, request)
         return completion(cid, served.name, result.text, result.finish_reason,
                           usage_of(result.prompt_tokens, result.completion_tokens))
-    _, deltas = await peek(served.handle.options(stream=True).stream.remote(request), "vlm", empty="")
+    _, deltas = await peek("vlm", served.handle.options(stream=True).stream, request, empty="")
 
     async def chunks():
         yield opening(cid, served.name)

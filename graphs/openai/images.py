@@ -44,5 +44,5 @@ async def images(body: ImageBody, svc: Services = Depends(services)) -> dict:
     request = ImageRequest(prompt=prompt, negative_prompt=negative, width=width, height=height,
                            num_inference_steps=body.steps, guidance_scale=body.guidance_scale, seed=body.seed,
                            num_images=body.n)
-    pngs = await run_stage("image", image.handle.generate.remote(request))
+    pngs = await run_stage("image", image.handle.generate, request)
     return {"created": int(time.time()), "data": [{"b64_json": b64encode(png)} for png in pngs]}

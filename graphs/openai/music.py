@@ -17,5 +17,5 @@ async def music(body: MusicBody, svc: Services = Depends(services)) -> Response:
     served = svc.model("music", body.model)
     prompt = svc.limits.check_prompt(body.prompt, "prompt")
     request = MusicRequest(**body.model_dump(exclude={"model"}) | {"prompt": prompt})
-    wav = await run_stage("music", served.handle.generate_wav.remote(request))
+    wav = await run_stage("music", served.handle.generate_wav, request)
     return Response(wav, media_type="audio/wav")

@@ -46,8 +46,8 @@ async def speech(body: SpeechBody, svc: Services = Depends(services)):
                             speaker_seed=body.speaker_seed, speaker_embedding=body.speaker_embedding)
     if body.stream and body.response_format in ("wav", "pcm"):
         # validation errors surface here, as a 4xx
-        first, chunks = await peek(tts.handle.options(stream=True).stream.remote(request), "tts")
-        rate = first.sample_rate if first is not None else await run_stage("tts", tts.handle.sample_rate.remote())
+        first, chunks = await peek("tts", tts.handle.options(stream=True).stream, request)
+        rate = first.sample_rate if first is not None else await run_stage("tts", tts.handle.sample_rate)
 
         async def body_bytes():
             head = streaming_wav_header(rate) if body.response_format == "wav" else b""
@@ -59,7 +59,7 @@ async def speech(body: SpeechBody, svc: Services = Depends(services)):
 
         media = "audio/wav" if body.response_format == "wav" else "audio/pcm"
         return StreamingResponse(body_bytes(), media_type=media, headers={"X-Sample-Rate": str(rate)})
-    audio = await run_stage("tts", tts.handle.synthesize.remote(request))
+    audio = await run_stage("tts", tts.handle.synthesize, request)
     if body.response_format == "pcm":
         return Response(pcm16(audio.samples), media_type="audio/pcm", headers={"X-Sample-Rate": str(audio.sample_rate)})
     buf = io.BytesIO()

@@ -29,7 +29,7 @@ async def transcriptions(
     asr = svc.model("asr", model)
     audio = decode_audio(await read_upload(file, svc.limits, "file"), max_seconds=svc.limits.max_audio_s)
     hotwords = [w for w in (prompt or "").replace(",", " ").split() if w] or None
-    transcript = await run_stage("asr", asr.handle.transcribe.remote(audio.samples, hotwords))
+    transcript = await run_stage("asr", asr.handle.transcribe, audio.samples, hotwords)
     text, duration = transcript.text, audio.duration_s
     if response_format == "text":
         return PlainTextResponse(text)

@@ -38,6 +38,7 @@ def summarize_route(name: str, samples: list, t0: float, t1: float) -> dict:
                      for s in measured if s.outcome.error is not None)
     examples = list(dict.fromkeys(s.outcome.error for s in measured if s.outcome.error))[:3]
     latency_ms = [(s.end - s.origin) * 1000 for s in ok]
+    failed = [s for s in measured if s.outcome.error is not None]
     out: dict = {
         "requests": len(measured),
         "ok": len(ok),
@@ -45,6 +46,10 @@ def summarize_route(name: str, samples: list, t0: float, t1: float) -> dict:
         "error_examples": examples,
         "throughput_rps": round(len(done_in_window) / window, 4) if window > 0 else 0.0,
         "latency_ms": percentiles(latency_ms),
+        # how fast refusals come back (a 503 should be answered at once), by status
+        "error_latency_ms": {status: percentiles([(s.end - s.origin) * 1000 for s in failed
+                                                  if str(s.outcome.status) == status]) for status in errors},
+        "retry_after_503s": sum(1 for s in failed if s.outcome.status == 503 and "[Retry-After:" in s.outcome.error),
     }
     if name in FIRST_CHUNK:
         firsts = [(s.outcome.first_s - s.origin) * 1000 for s in ok if s.outcome.first_s is not None]

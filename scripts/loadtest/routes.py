@@ -92,10 +92,12 @@ def finish(resp: requests.Response, check: Callable[[requests.Response], dict[st
 
 
 def error_message(resp: requests.Response) -> str:
+    """The error's message, tagged when a 503 says when to retry (what clients back off on)."""
+    retry = f" [Retry-After: {resp.headers['retry-after']}]" if "retry-after" in resp.headers else ""
     try:
-        return str(resp.json().get("error", {}).get("message", resp.text))[:300]
+        return str(resp.json().get("error", {}).get("message", resp.text))[:300] + retry
     except ValueError:
-        return resp.text[:300]
+        return resp.text[:300] + retry
 
 
 def require(condition: bool, message: str) -> None:
