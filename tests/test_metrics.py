@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import time
 
 import httpx
 
-from tests.helpers import SPEECH_ZH
+from tests.helpers import SPEECH_ZH, wait_until
 
 EXPECTED = [
     "ray_mmserve_audio_seconds_total",
@@ -19,6 +18,10 @@ EXPECTED = [
     "ray_mmserve_time_to_first_audio_ms_bucket",
     "ray_mmserve_batch_size_bucket",
     "ray_mmserve_rejected_requests_total",
+]
+EXPECTED_LABELS = [
+    'reason="invalid_input"',  # the 400 below, counted by the gateway
+    'deployment="paraformer"',  # a model's deployment is named after the model
 ]
 
 
@@ -36,14 +39,18 @@ def test_custom_metrics_are_scraped_after_real_requests(local_stack):
     assert httpx.post(local_stack + "/v1/images/generations", json={"prompt": ""}, timeout=30).status_code == 400
 
     url = f"http://127.0.0.1:{os.environ['MMSERVE_TEST_METRICS_PORT']}/metrics"
-    deadline, missing = time.monotonic() + 90, EXPECTED
-    while missing and time.monotonic() < deadline:
-        try:
-            text = httpx.get(url, timeout=5).text
-        except httpx.HTTPError:
-            text = ""
-        missing = [name for name in EXPECTED if name not in text]
-        time.sleep(2)
-    assert not missing, f"not exported: {missing}"
-    assert 'reason="invalid_input"' in text
-    assert 'deployment="paraformer"' in text  # a model's deployment is named after the model
+    # Ray's exporter pushes each series on its own schedule: wait for every name and every label asserted.
+    wait_until(lambda: not missing(scrape(url)), timeout=180, what=lambda: f"these to be exported: {missing(scrape(url))}",
+               interval=1)
+
+
+def scrape(url: str) -> str:
+    try:
+        return httpx.get(url, timeout=10).text
+    except httpx.HTTPError:
+        return ""
+
+
+def missing(text: str) -> list[str]:
+    """The expected names and labels the scrape lacks."""
+    return [needle for needle in (*EXPECTED, *EXPECTED_LABELS) if needle not in text]
