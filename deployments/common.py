@@ -57,6 +57,12 @@ class ModelReplica:
     def check_health(self) -> None:
         check_device(self.device)
 
+    def progress(self) -> dict | None:
+        """The runner's work counter (`mmserve.runners.progress.Progress`: steps, cancels, steps at the
+        last cancel), for tests and debugging; None for a runner that keeps none."""
+        counter = getattr(getattr(self, "runner", None), "progress", None)
+        return None if counter is None else counter.snapshot()
+
 
 class BatchedReplica(ModelReplica):
     """A model deployment with one `@serve.batch` method, named by `batched_method`.
@@ -99,6 +105,17 @@ def prepare_replica(device: str) -> str:
 async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run model work off the replica's event loop so health checks and other requests proceed."""
     return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+
+
+@contextlib.asynccontextmanager
+async def cancelled_with_caller(cancel: Any) -> AsyncIterator[None]:
+    """Set `cancel` (a `mmserve.runners.progress.Cancel`) when the caller's task is cancelled: Serve
+    cancels it when the client disconnects, but work already handed to a thread (a batch) runs on."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
 
 
 async def timed(call: Awaitable[T]) -> tuple[T, float]:

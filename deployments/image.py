@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ray import serve
 
-from deployments.common import BatchedReplica, in_thread, timed
+from deployments.common import BatchedReplica, cancelled_with_caller, in_thread, timed
 from mmserve import metrics
 from mmserve.catalog import ModelArgs
 from mmserve.media import encode_png
 from mmserve.protocol.image import ImageRequest
+from mmserve.runners.progress import Cancel
 
 
 @serve.deployment(name="image")
@@ -22,15 +23,19 @@ class ImageGeneration(BatchedReplica):
     async def generate(self, request: ImageRequest) -> list[bytes]:
         """PNG bytes, one per requested image; encoded here so only bytes cross the network.
 
-        Validated before batching, so one bad request fails alone instead of failing its batch.
+        Validated before batching, so one bad request fails alone instead of failing its batch. A
+        caller that goes away (client disconnected) sets its Cancel; the denoising loop stops once
+        every request of its pipeline call has gone.
         """
         self.runner.validate(request)
-        return await self.generate_batch(request)
+        cancel = Cancel(self.runner.progress)
+        async with cancelled_with_caller(cancel):
+            return await self.generate_batch(request, cancel)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.05)
-    async def generate_batch(self, requests: list[ImageRequest]) -> list[list[bytes]]:
+    async def generate_batch(self, requests: list[ImageRequest], cancels: list[Cancel]) -> list[list[bytes]]:
         def run() -> list[list[bytes]]:
-            return [[encode_png(img) for img in images] for images in self.runner.generate(requests)]
+            return [[encode_png(img) for img in images] for images in self.runner.generate(requests, cancels)]
 
         results, elapsed = await timed(in_thread(run))
         made = sum(len(pngs) for pngs in results)

@@ -3,7 +3,8 @@
 Requests that share a size, step count and guidance scale run as one pipeline call: the denoising
 loop costs the same per step whatever the batch, so batching is where the GPU throughput is.
 Every image gets its own CPU generator, so a seeded request gives the same pixels alone or batched
-and on CPU or GPU.
+and on CPU or GPU. A pipeline call whose callers have all gone stops after its current denoising step
+(a step callback raises, so not even the VAE decode runs); one with a caller left runs to its end.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput, model_load_error
 from mmserve.protocol.image import ImageRequest
-from mmserve.runners.family import Family
 from mmserve.quantization import Quantization, bnb_kwargs
+from mmserve.runners.family import Family
+from mmserve.runners.progress import Cancel, Progress, Stopped, all_gone
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class ImageRunner:
         if args.cpu_offload and not on_cuda:
             raise ConfigError("cpu_offload needs a CUDA device", field="cpu_offload")
         self.pipe = self._load()
+        self.progress = Progress()  # denoising steps, one per pipeline call per step
 
     def _load(self):
         from diffusers import StableDiffusion3Pipeline
@@ -123,45 +126,73 @@ class ImageRunner:
         guidance = req.guidance_scale if req.guidance_scale is not None else self.args.default_guidance
         return (req.width, req.height, steps, float(guidance))
 
-    def generate(self, requests: list[ImageRequest]) -> list[list[Image.Image]]:
-        """Images for each request, in request order (one inner list of num_images per request)."""
+    def generate(self, requests: list[ImageRequest],
+                 cancels: list[Cancel | None] | None = None) -> list[list[Image.Image]]:
+        """Images for each request, in request order (one inner list of num_images per request).
+
+        `cancels[i]` set (request i's caller has gone): its images may be left out, i.e. an empty list.
+        """
         for req in requests:
             self.validate(req)
+        cancels = cancels or [None] * len(requests)
         groups: dict[BatchKey, list[int]] = {}
         for i, req in enumerate(requests):
             groups.setdefault(self.batch_key(req), []).append(i)
         results: list[list[Image.Image]] = [[] for _ in requests]
         for key, members in groups.items():
-            images = self._run(key, [requests[i] for i in members])
+            images = self._run(key, [requests[i] for i in members], [cancels[i] for i in members])
             for i in members:
-                results[i], images = images[: requests[i].num_images], images[requests[i].num_images :]
+                mine, images = images[: requests[i].num_images], images[requests[i].num_images :]
+                results[i] = [] if any(image is None for image in mine) else mine
         return results
 
-    def _run(self, key: BatchKey, group: list[ImageRequest]) -> list[Image.Image]:
-        """Pipeline calls of at most max_images_per_call rows; each row has its own prompt and generator."""
+    def _run(self, key: BatchKey, group: list[ImageRequest], cancels: list[Cancel | None]) -> list[Image.Image | None]:
+        """Pipeline calls of at most max_images_per_call rows; each row has its own prompt and generator.
+        A call whose requests have all gone is skipped or stopped: its rows are None."""
         width, height, steps, guidance = key
         rows = []
-        for req in group:
+        for req, cancel in zip(group, cancels):
             base = req.seed if req.seed is not None else secrets.randbelow(_SEED_LIMIT)
             for k in range(req.num_images):
-                rows.append((req.prompt, req.negative_prompt, torch.Generator("cpu").manual_seed((base + k) % _SEED_LIMIT)))
-        images: list[Image.Image] = []
+                rows.append((req.prompt, req.negative_prompt,
+                             torch.Generator("cpu").manual_seed((base + k) % _SEED_LIMIT), cancel))
+        images: list[Image.Image | None] = []
         per_call = self.args.max_images_per_call
         for start in range(0, len(rows), per_call):
-            prompts, negatives, generators = (list(col) for col in zip(*rows[start : start + per_call]))
-            with torch.inference_mode():
-                out = self.pipe(
-                    prompt=prompts,
-                    negative_prompt=negatives,
-                    width=width,
-                    height=height,
-                    num_inference_steps=steps,
-                    guidance_scale=guidance,
-                    generator=generators,
-                    max_sequence_length=self.args.max_sequence_length,
-                )
-            images.extend(out.images)
+            prompts, negatives, generators, row_cancels = (list(col) for col in zip(*rows[start : start + per_call]))
+            try:
+                with torch.inference_mode():
+                    out = self.pipe(
+                        prompt=prompts,
+                        negative_prompt=negatives,
+                        width=width,
+                        height=height,
+                        num_inference_steps=steps,
+                        guidance_scale=guidance,
+                        generator=generators,
+                        max_sequence_length=self.args.max_sequence_length,
+                        callback_on_step_end=self._step_callback(row_cancels),
+                        callback_on_step_end_tensor_inputs=[],
+                    )
+                images.extend(out.images)
+            except Stopped:
+                self.pipe.maybe_free_model_hooks()  # what the pipeline does at its own end (CPU offload)
+                images.extend([None] * len(prompts))
         return images
+
+    def _step_callback(self, cancels: list[Cancel | None]):
+        """Counts each denoising step; raises Stopped once every caller of this call has gone
+        (checked before the first step too, so a call nobody waits for does not start)."""
+        if all_gone(cancels):
+            raise Stopped
+
+        def on_step_end(pipe, step: int, timestep, tensors: dict) -> dict:
+            self.progress.step()
+            if all_gone(cancels):
+                raise Stopped
+            return {}
+
+        return on_step_end
 
     def warmup(self) -> None:
         """One small generation, so the first real request does not pay for lazy init and kernels."""

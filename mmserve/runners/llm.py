@@ -26,6 +26,7 @@ from mmserve.protocol.llm import ChatMessage, ChatResult, GenerationParams
 from mmserve.quantization import Quantization, transformers_bnb_config
 from mmserve.runners.family import Family
 from mmserve.runners.stopping import StopWhenSet
+from mmserve.runners.progress import Cancel, Progress
 from mmserve.runners.lmdeploy_engine import (
     KvCacheFraction,
     KvCacheReserve,
@@ -91,6 +92,7 @@ class LlmRunner:
         self.model = self.pipe = None
         self._max_input = args.max_input_tokens
         self._lock = threading.Lock()
+        self.progress = Progress()  # generated tokens (ModelReplica.progress reports them)
         self.adapter_loads: dict[str, int] = {}  # adapter -> times loaded on this replica
         self._adapters: set[str] = set()  # loaded into self.model now
         if args.uses_lmdeploy:
@@ -239,8 +241,7 @@ class LlmRunner:
         criteria = []
         if params.stop:
             criteria.append(_StopOnText(self.tokenizer, params.stop, prompt_ids.shape[1]))
-        if cancel is not None:
-            criteria.append(StopWhenSet(cancel))
+        criteria.append(StopWhenSet(cancel or _NEVER_CANCELLED, self.progress))  # also counts tokens
         kw = dict(
             input_ids=prompt_ids,
             attention_mask=torch.ones_like(prompt_ids),
@@ -297,7 +298,7 @@ class _TransformersStream(ChatStream):
         self._runner, self._prompt_ids, self._params, self._max_new = runner, prompt_ids, params, max_new
         self._adapter = adapter
         self._tokens = _TokenQueue()
-        self._cancel = threading.Event()
+        self._cancel = Cancel(runner.progress)
         self._error: BaseException | None = None
         kwargs = runner._generate_kwargs(prompt_ids, params, max_new, streamer=self._tokens, cancel=self._cancel)
         self._thread = threading.Thread(target=self._generate, args=(kwargs,), name="llm-generate", daemon=True)
@@ -349,16 +350,20 @@ class _LmdeployStream(ChatStream):
         )
         prompt = [{"role": m.role, "content": m.content} for m in messages]
         self._request = LmdeployRequest(runner.pipe, prompt, config)
+        self._progress = runner.progress
         self._deltas = self._iterate(params.stop)
 
     def cancel(self) -> None:
         """The engine frees the request's slot and KV cache blocks (blocks until lmdeploy answers)."""
+        self._progress.cancelled()
         self._request.abort()
 
     def _iterate(self, stops: list[str] | None) -> Iterator[str]:
         trimmer = _StopTrimmer(stops)
-        parts = []
+        parts, counted = [], 0
         for out in self._request.responses():
+            self._progress.step(max(out.generate_token_len - counted, 0))
+            counted = max(counted, out.generate_token_len)
             if delta := trimmer.feed(out.text):
                 parts.append(delta)
                 yield delta
@@ -487,6 +492,8 @@ def _load_tokenizer(model: str):
         raise ConfigError(f"model {model!r} has no chat template", field="model")
     return tokenizer
 
+
+_NEVER_CANCELLED = threading.Event()  # generate() without a cancel: still counted
 
 TRANSFORMERS = Family("transformers-llm", "llm", LlmArgs, LlmRunner)
 LMDEPLOY = Family("lmdeploy-llm", "llm", LlmArgs, LlmRunner, check=check_tensor_parallel)

@@ -3,7 +3,7 @@
 The pipeline always denoises its full latent window (47.55 s for Stable Audio Open) and crops the
 decoded waveform to the requested length, so a request's cost depends on steps and guidance, not
 on its duration. The longest duration served is the smaller of the configured limit and that
-window.
+window. A generation whose caller has gone stops after its current denoising step.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput, model_load_error
 from mmserve.protocol.music import MusicRequest
 from mmserve.runners.family import Family
+from mmserve.runners.progress import Cancel, Progress, Stopped
 
 _SEED_LIMIT = 2**64  # torch.Generator.manual_seed accepts [0, 2**64)
 
@@ -59,6 +60,7 @@ class MusicRunner:
         self.max_duration_s = min(args.max_duration_s, window_s)
         # The scheduler keeps per-call state (timesteps, step index): one generation at a time.
         self._lock = threading.Lock()
+        self.progress = Progress()  # denoising steps
 
     def _load(self):
         from diffusers import StableAudioPipeline
@@ -89,23 +91,38 @@ class MusicRunner:
         if req.seed is not None and not 0 <= req.seed < _SEED_LIMIT:
             raise InvalidInput("seed must be in [0, 2**64)", field="seed")
 
-    def generate(self, req: MusicRequest) -> np.ndarray:
-        """float32 samples in [-1, 1]-ish, shape (channels, int(duration_s * sample_rate))."""
+    def generate(self, req: MusicRequest, cancel: Cancel | None = None) -> np.ndarray | None:
+        """float32 samples in [-1, 1]-ish, shape (channels, int(duration_s * sample_rate)); None when
+        `cancel` was set (the caller has gone) before the clip was done."""
         self.validate(req)
         seed = req.seed if req.seed is not None else secrets.randbelow(_SEED_LIMIT)
         # A CPU generator gives the same noise, hence the same clip, on CPU and GPU.
         generator = torch.Generator("cpu").manual_seed(seed)
+
+        def on_step(step: int, timestep, latents) -> None:
+            self.progress.step()
+            if cancel is not None and cancel.is_set():
+                raise Stopped
+
         with self._lock, torch.inference_mode():
-            out = self.pipe(
-                prompt=req.prompt,
-                # None, not "": the pipeline then guides against an all-zero (null) conditioning.
-                negative_prompt=req.negative_prompt or None,
-                audio_end_in_s=req.duration_s,
-                num_inference_steps=req.steps or self.args.default_steps,
-                guidance_scale=req.guidance_scale if req.guidance_scale is not None else self.args.default_guidance,
-                generator=generator,
-                output_type="np",
-            )
+            if cancel is not None and cancel.is_set():  # gone while waiting for the lock
+                return None
+            try:
+                out = self.pipe(
+                    prompt=req.prompt,
+                    # None, not "": the pipeline then guides against an all-zero (null) conditioning.
+                    negative_prompt=req.negative_prompt or None,
+                    audio_end_in_s=req.duration_s,
+                    num_inference_steps=req.steps or self.args.default_steps,
+                    guidance_scale=req.guidance_scale if req.guidance_scale is not None else self.args.default_guidance,
+                    generator=generator,
+                    output_type="np",
+                    callback=on_step,  # StableAudioPipeline's per-step hook (it has no callback_on_step_end)
+                    callback_steps=1,
+                )
+            except Stopped:
+                self.pipe.maybe_free_model_hooks()
+                return None
         return np.ascontiguousarray(out.audios[0], dtype=np.float32)
 
     def warmup(self) -> None:

@@ -4,6 +4,10 @@ Text is split into sentences here (not by ChatTTS, whose own splitting also clon
 the first sentence's audio and concatenates the whole batch into one array). Each sentence is one
 GPT sequence capped at `max_new_token` codes (~512 samples, 21 ms, per code), so random or bad
 weights, which rarely emit end-of-audio, cannot run away.
+
+Every ChatTTS call gets an interrupt flag of its own (`_CallFlag`), which its GPT polls once per
+generated code: that counts the codes (`progress`) and stops the call within one code once every
+request it serves has gone (a streamed request's `cancel()`, a batched one's `Cancel`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from mmserve.devices import resolve_device
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.protocol.tts import SpeechRequest
 from mmserve.runners.family import Family
+from mmserve.runners.progress import Cancel, Progress, all_gone
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +170,7 @@ class TtsRunner:
         # ChatTTS keeps per-call state on the Chat (interrupt flag, seeded sampling generator):
         # one infer step at a time. Generation state itself lives in each call's generator.
         self._lock = threading.Lock()
+        self.progress = Progress()  # GPT codes generated (refine-text tokens too, when refining)
 
     def _warm_normalizer(self) -> None:
         """Compile ChatTTS's numba text helpers now (seconds) instead of on the first request."""
@@ -238,9 +244,12 @@ class TtsRunner:
             raise InvalidInput(f"unknown voice {voice!r}; known: {sorted(self._voices)}", field="voice")
         return self._voices[voice]
 
-    def _infer(self, sentences: list[str], key: tuple, stream: bool):
+    def _infer(self, sentences: list[str], key: tuple, stream: bool, flag: _CallFlag):
+        """ChatTTS's infer with `flag` as its interrupt flag (the caller holds the lock; a stream's
+        GPT takes the flag at its first step, so set it again before each `next`)."""
         spk_emb, speed, seed, skip_refine = key
         chat = self.chat
+        chat.context = flag
         return chat.infer(
             list(sentences),  # ChatTTS rewrites the list in place
             stream=stream,
@@ -259,9 +268,14 @@ class TtsRunner:
             ),
         )
 
-    def synthesize(self, requests: list[SpeechRequest]) -> list[np.ndarray]:
-        """One array per request; unseeded sentences of requests with equal settings share GPT batches."""
+    def synthesize(self, requests: list[SpeechRequest], cancels: list[Cancel | None] | None = None) -> list[np.ndarray]:
+        """One array per request; unseeded sentences of requests with equal settings share GPT batches.
+
+        `cancels[i]` set (request i's caller has gone): a GPT batch serving only gone requests stops
+        within one code or is not started, and their arrays may be cut short or empty.
+        """
         checked = [self._prepare(r) for r in requests]
+        cancels = cancels or [None] * len(requests)
         groups: dict[tuple, list[tuple[int, int]]] = {}  # key -> [(request index, sentence index)]
         for i, (sentences, key) in enumerate(checked):
             groups.setdefault(key, []).extend((i, j) for j in range(len(sentences)))
@@ -272,29 +286,37 @@ class TtsRunner:
             step = self.args.max_batch_sentences if key[2] is None else 1
             for start in range(0, len(items), step):
                 batch = items[start : start + step]
-                with self._lock:
-                    wavs = self._infer([checked[i][0][j] for i, j in batch], key, stream=False)
+                flag = _CallFlag(self.progress, [cancels[i] for i, _ in batch])
+                if flag.all_gone():
+                    wavs = [np.zeros(0, np.float32)] * len(batch)
+                else:
+                    with self._lock:
+                        wavs = self._infer([checked[i][0][j] for i, j in batch], key, stream=False, flag=flag)
                 for (i, j), wav in zip(batch, wavs, strict=True):
                     audio[i][j] = np.asarray(wav, dtype=np.float32)
         return [np.concatenate(parts) for parts in audio]
 
-    def stream(self, request: SpeechRequest) -> Iterator[np.ndarray]:
+    def stream(self, request: SpeechRequest) -> SpeechStream:
         """Float32 chunks as they are decoded: one every `stream_batch` codes within each sentence.
 
         Validates at call time (bad input raises here, before any chunk), then returns the iterator.
         """
         sentences, key = self._prepare(request)
-        return self._stream(sentences, key)
+        return SpeechStream(self, sentences, key)
 
-    def _stream(self, sentences: list[str], key: tuple) -> Iterator[np.ndarray]:
+    def _stream(self, sentences: list[str], key: tuple, cancel: Cancel) -> Iterator[np.ndarray]:
         # The lock is held per chunk, not per request, so concurrent streams interleave; closing
-        # this iterator (client gone) closes ChatTTS's generator and stops the GPT loop.
+        # this iterator closes ChatTTS's generator, and `cancel` stops its GPT within one code.
+        flag = _CallFlag(self.progress, [cancel])
         for sentence in sentences:
+            if flag.all_gone():
+                return
             with self._lock:
-                chunks = self._infer([sentence], key, stream=True)
+                chunks = self._infer([sentence], key, stream=True, flag=flag)
             try:
                 while True:
                     with self._lock:
+                        self.chat.context = flag
                         chunk = next(chunks, None)
                     if chunk is None:
                         break
@@ -302,6 +324,47 @@ class TtsRunner:
                         yield np.asarray(chunk[0], dtype=np.float32)
             finally:
                 chunks.close()
+
+
+class SpeechStream(Iterator[np.ndarray]):
+    """One request's audio chunks; `cancel()`, from any thread, stops ChatTTS within one code (the
+    deployment's stream driver calls it when the client has gone)."""
+
+    def __init__(self, runner: TtsRunner, sentences: list[str], key: tuple):
+        self._cancel = Cancel(runner.progress)
+        self._chunks = runner._stream(sentences, key, self._cancel)
+
+    def __next__(self) -> np.ndarray:
+        return next(self._chunks)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def close(self) -> None:
+        """Release ChatTTS's generator (from the iterating thread; not a cancel: also after the end)."""
+        self._chunks.close()
+
+
+class _CallFlag:
+    """ChatTTS's interrupt flag (`GPT.Context`) for one call: its GPT polls `get()` after each code
+    (and once more after a loop that did not finish: an interrupted or capped one)."""
+
+    def __init__(self, progress: Progress, cancels: list[Cancel | None]):
+        self._progress, self._cancels = progress, cancels
+        self._stopped = False
+
+    def set(self, value: bool) -> None:
+        """ChatTTS clears the flag when a call starts; this one belongs to a single call already."""
+
+    def get(self) -> bool:
+        if self._stopped:  # asked again after the loop it stopped: no code was generated
+            return True
+        self._progress.step()
+        self._stopped = self.all_gone()
+        return self._stopped
+
+    def all_gone(self) -> bool:
+        return all_gone(self._cancels)
 
 
 FAMILY = Family("chattts", "tts", TtsArgs, TtsRunner, batches=True)
