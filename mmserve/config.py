@@ -40,6 +40,9 @@ class DeploymentArgs(Strict):
 
     num_gpus: float = Field(0.0, ge=0, description="Ray GPU fraction; the replica caps its memory to it")
     num_cpus: float = Field(1.0, ge=0)
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Ray custom resources each replica needs, e.g. {node_a: 0.01}: "
+        "the replicas then run only on nodes started with that resource (`ray start --resources`)")
     num_replicas: int = Field(1, ge=0, description="used when autoscaling is not set")
     autoscaling: AutoscalingArgs | None = None
     max_ongoing_requests: int = Field(4, ge=1, description="concurrent requests per replica")
@@ -47,9 +50,24 @@ class DeploymentArgs(Strict):
     health_check_period_s: float = Field(10.0, gt=0)
     health_check_timeout_s: float = Field(30.0, gt=0)
     graceful_shutdown_timeout_s: float = Field(20.0, ge=0)
+    max_surge_percent: int = Field(
+        25, ge=0, le=100, description="extra replicas a rolling update (a changed config under `serve deploy`) "
+        "may start before stopping old ones, as a percentage of the replica count, rounded up: 25 is one at a time "
+        "up to 4 replicas. Serve's default, 0, stops a model's only replica before its replacement is ready, and "
+        "requests in flight at the gateway can outlive graceful_shutdown_timeout_s waiting for it. Set 0 where the "
+        "cluster has no room for one more replica of the model")
     warmup: bool = Field(
         True, description="run one small request while the replica starts, so no user request pays for "
         "lazy initialisation (kernels, caches, JIT); the replica takes traffic only after it")
+
+    @model_validator(mode="after")
+    def _custom_resources_only(self) -> "DeploymentArgs":
+        for key, amount in self.resources.items():
+            if key in ("CPU", "GPU", "memory"):
+                raise ValueError(f"resources.{key}: use num_cpus / num_gpus, not a custom resource")
+            if amount <= 0:
+                raise ValueError(f"resources.{key}: must be > 0, got {amount}")
+        return self
 
     @property
     def always_on(self) -> bool:
@@ -58,12 +76,14 @@ class DeploymentArgs(Strict):
 
     def serve_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {
-            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
+                                  **({"resources": dict(self.resources)} if self.resources else {})},
             "max_ongoing_requests": self.max_ongoing_requests,
             "max_queued_requests": self.max_queued_requests,
             "health_check_period_s": self.health_check_period_s,
             "health_check_timeout_s": self.health_check_timeout_s,
             "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
+            "max_surge_percent": self.max_surge_percent,
         }
         if self.autoscaling is not None:
             opts["num_replicas"] = "auto"

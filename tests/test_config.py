@@ -70,6 +70,18 @@ def test_serve_options_carry_fraction_and_autoscaling():
     assert options["max_queued_requests"] > 0
 
 
+def test_custom_resources_pin_replicas_and_bad_ones_name_the_field():
+    """`resources:` reaches ray_actor_options (Ray then places replicas only on nodes that have them)."""
+    from mmserve.config import DeploymentArgs
+
+    options = DeploymentArgs(num_gpus=0.2, resources={"node_a": 0.01}).serve_options()
+    assert options["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 0.2, "resources": {"node_a": 0.01}}
+    assert "resources" not in DeploymentArgs().serve_options()["ray_actor_options"]
+    for bad, field in [({"GPU": 1}, "resources.GPU"), ({"node_a": 0}, "resources.node_a")]:
+        with pytest.raises(ValidationError, match=field):
+            DeploymentArgs(resources=bad)
+
+
 @pytest.mark.parametrize("num_gpus,expected", [(0.35, 0.35), (1, 1.0), (2, 1.0), (0.05, 0.05)])
 def test_memory_fraction_follows_the_ray_fraction(num_gpus, expected):
     assert memory_fraction_for(num_gpus) == expected
