@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psutil
@@ -53,6 +53,10 @@ def long_chat(stream: bool = False, tokens: int = LONG) -> dict:
             "temperature": 0.0, "stream": stream}  # greedy: the tiny random model never picks its end token
 
 
+def post_long_chat(url: str) -> httpx.Response:
+    return httpx.post(url + "/v1/chat/completions", json=long_chat(), timeout=600)
+
+
 def replica_pids(app: str, deployment: str) -> list[int]:
     from ray._private.state import actors
 
@@ -79,13 +83,10 @@ def kill_the_busy_replica(app: str, deployment: str) -> int:
 
 def test_a_replica_killed_mid_request_is_retried_on_another(two_chat_replicas):
     wait_until(lambda: len(replica_pids("faults", "chat")) == 2, 120, "two chat replicas")
-    result = {}
-    thread = threading.Thread(target=lambda: result.update(
-        response=httpx.post(two_chat_replicas + "/v1/chat/completions", json=long_chat(), timeout=600)))
-    thread.start()
-    killed = kill_the_busy_replica("faults", "chat")
-    thread.join(600)
-    response = result["response"]
+    with ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(post_long_chat, two_chat_replicas)
+        killed = kill_the_busy_replica("faults", "chat")
+        response = sent.result()
     assert response.status_code == 200, response.text  # sent once more, to the surviving replica
     assert response.json()["usage"]["completion_tokens"] > 0
     wait_until(lambda: killed not in replica_pids("faults", "chat"), 120, "Ray to mark the killed replica dead")
@@ -119,14 +120,10 @@ def test_a_stuck_stage_answers_504_naming_it_within_its_deadline(short_llm_deadl
 def test_a_gateway_replica_killed_mid_request_is_a_503_not_a_500(two_chat_replicas):
     """Serve's proxy would answer a bare 500; graphs.proxy_guard (loaded into the proxy) answers."""
     wait_until(lambda: len(replica_pids("faults", "chat")) == 2, 180, "two chat replicas again")
-    result = {}
-    thread = threading.Thread(target=lambda: result.update(
-        response=httpx.post(two_chat_replicas + "/v1/chat/completions", json=long_chat(), timeout=600)))
-    thread.start()
-    busy_replica("faults", "chat")  # the request is being served, so its gateway replica holds it
-    wait_until(lambda: replica_pids("faults", "gateway"), 60, "the gateway replica")
-    os.kill(replica_pids("faults", "gateway")[0], signal.SIGKILL)
-    thread.join(600)
-    response = result["response"]
+    with ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(post_long_chat, two_chat_replicas)
+        busy_replica("faults", "chat")  # the request is being served, so its gateway replica holds it
+        os.kill(wait_until(lambda: replica_pids("faults", "gateway"), 60, "the gateway replica")[0], signal.SIGKILL)
+        response = sent.result()
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] and response.json()["error"]["code"] == "replica_unavailable"
