@@ -1,4 +1,5 @@
-"""Speech recognition deployment: FunASR Paraformer + VAD + punctuation.
+"""Speech recognition deployment: FunASR Paraformer + VAD + punctuation (or faster-whisper), and the
+streaming VAD that finds turns in live audio.
 
 Not dynamically batched: FunASR decodes the inputs of one call one after another (its own batching
 is over the VAD segments of one input, by `batch_size_s`), so `@serve.batch` would only add its
@@ -13,7 +14,7 @@ from ray import serve
 from deployments.common import ModelReplica, in_thread, timed
 from mmserve import metrics
 from mmserve.catalog import ModelArgs
-from mmserve.protocol.asr import Transcript
+from mmserve.protocol.asr import Transcript, VadStep
 from mmserve.runners.speech_input import SAMPLE_RATE
 
 
@@ -30,3 +31,9 @@ class SpeechRecognition(ModelReplica):
         if result.duration_s > 0:
             metrics.real_time_factor().observe(elapsed / result.duration_s, tags={"task": "asr"})
         return result
+
+    async def detect_speech(self, state: bytes | None, samples: np.ndarray, silence_ms: int,
+                            final: bool = False) -> VadStep:
+        """The next chunk of a live 16 kHz stream through the streaming VAD (turn detection, ~every
+        100 ms per session); the state travels with the call, so any replica can take any chunk."""
+        return await in_thread(self.runner.detect_speech, state, samples, silence_ms=silence_ms, final=final)

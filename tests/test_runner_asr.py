@@ -88,7 +88,11 @@ def test_folders_are_real_funasr_models(models):
     punc_bias = torch.load(models / "punc" / "model.pt", map_location="cpu")["decoder.bias"]
     assert punc_bias[0] < -1e3  # the "<unk>" punctuation class is switched off
     # the streaming VAD needs the online frontend (the offline one fails at inference)
-    assert yaml.safe_load((models / "vad" / "config.yaml").read_text())["frontend"] == "WavFrontendOnline"
+    vad_config = yaml.safe_load((models / "vad" / "config.yaml").read_text())
+    assert vad_config["frontend"] == "WavFrontendOnline"
+    # random weights: a level gate (FSMN-VAD's decibel check) decides, the silence class is biased away
+    assert vad_config["model_conf"]["decibel_thres"] == tiny_funasr.TINY_VAD_DECIBEL_THRES > -100
+    assert torch.load(models / "vad" / "model.pt", map_location="cpu")["encoder.out_linear2.linear.bias"][0] < -5
     tokens = json.loads((models / "paraformer" / "tokens.json").read_text(encoding="utf-8"))
     assert 100 < len(tokens) < 1000 and tokens[-1] == "<unk>"
 

@@ -32,3 +32,16 @@ class Transcript:
     segments: list[TranscriptSegment] | None = None
     words: list[TranscriptWord] | None = None
     language: str | None = None  # the language the recognizer used or detected, when it says
+
+
+@dataclass
+class VadStep:
+    """What one chunk of a live stream did to the ASR model's streaming VAD.
+
+    `state` is opaque (the replica's pickled VAD cache; the gateway never unpickles it): send it back
+    with the next chunk of the same stream, to any replica of the same model. `events` are the turn
+    edges found so far, in order: ("start" | "stop", ms from the start of the stream).
+    """
+
+    state: bytes
+    events: list[tuple[str, int]]

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.devices import resolve_device
 from mmserve.errors import ConfigError
-from mmserve.protocol.asr import Transcript, TranscriptSegment, TranscriptWord
+from mmserve.protocol.asr import Transcript, TranscriptSegment, TranscriptWord, VadStep
+from mmserve.runners.asr import no_streaming_vad
 from mmserve.runners.family import Family
 from mmserve.runners.speech_input import SAMPLE_RATE, checked_audio, checked_hotwords
 
@@ -113,6 +114,12 @@ class WhisperRunner:
         self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, hotwords: list[str] | None = None
     ) -> Transcript:
         return self.run(*self.check(samples, sample_rate, hotwords))
+
+    has_vad = False  # faster-whisper's Silero VAD filters whole files; it has no streaming mode here
+
+    def detect_speech(self, state: bytes | None, samples: np.ndarray, *, silence_ms: int,
+                      final: bool = False) -> VadStep:
+        raise no_streaming_vad(self.args.model)
 
     def warmup(self) -> None:
         """One second of quiet noise through encoder and decoder (first calls set up kernels)."""
