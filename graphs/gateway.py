@@ -6,7 +6,6 @@ Every route but /healthz and /readyz needs an API key when keys are configured.
 # No `from __future__ import annotations` here: FastAPI must resolve route parameter types.
 
 import asyncio
-import hmac
 import json
 import logging
 import os
@@ -18,9 +17,10 @@ from pydantic import Field
 from ray import serve
 from starlette.datastructures import Headers
 
-from graphs import admission, openai, routes_pipelines, stages
+from graphs import admission, openai, playground, realtime, routes_pipelines, stages
 from graphs.errors import error_response, install_error_handlers
-from graphs.services import ServedModel, Services, install, services, waiting_for
+from graphs.realtime import RealtimeArgs
+from graphs.services import ServedModel, Services, Unauthorized, authorized, install, services, waiting_for
 from mmserve import metrics
 from mmserve.config import DeploymentArgs, Strict
 from mmserve.errors import MMServeError, PayloadTooLarge
@@ -36,13 +36,10 @@ install_error_handlers(app)
 for router in openai.ROUTERS:
     app.include_router(router)
 app.include_router(routes_pipelines.router)
+app.include_router(realtime.router)
+app.include_router(playground.router)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 OPEN_PATHS = {"/healthz", "/readyz"}
-
-
-class Unauthorized(MMServeError):
-    status_code = 401
-    code = "invalid_api_key"
 
 
 class ImageDefaults(Strict):
@@ -73,6 +70,7 @@ class GatewayArgs(Strict):
     saturated_hold_s: float = Field(
         1.0, gt=0, description="after a model refuses a call (queue full), requests that can only reach it are "
         "refused before their body is read until one of its calls finishes or this many seconds pass")
+    realtime: RealtimeArgs = Field(default_factory=RealtimeArgs)
     deployment: DeploymentArgs = Field(
         default_factory=lambda: DeploymentArgs(num_cpus=0.5, max_ongoing_requests=64, max_queued_requests=256))
 
@@ -80,13 +78,6 @@ class GatewayArgs(Strict):
 def configured_keys(args: GatewayArgs) -> list[str]:
     from_env = [k.strip() for k in os.environ.get("MMSERVE_API_KEYS", "").split(",") if k.strip()]
     return [*args.api_keys, *from_env]
-
-
-def authorized(header: str | None, keys: list[str]) -> bool:
-    if not header or not header.startswith("Bearer "):
-        return False
-    given = header.removeprefix("Bearer ").strip().encode()
-    return any(hmac.compare_digest(given, key.encode()) for key in keys)
 
 
 class GuardAndLog:
@@ -193,5 +184,5 @@ class Gateway:
         stages.set_deadlines(args.stage_deadlines_s.model_dump(exclude_none=True))
         admission.saturation.hold_s = args.saturated_hold_s
         install(Services(limits=args.limits, image_defaults=args.image_defaults, models=served, flows=flows,
-                         api_keys=configured_keys(args),
+                         api_keys=configured_keys(args), realtime=args.realtime,
                          max_body_bytes=args.limits.max_upload_bytes + MULTIPART_OVERHEAD_BYTES))

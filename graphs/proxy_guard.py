@@ -1,4 +1,5 @@
-"""Runs inside Serve's HTTP proxy, so that a gateway replica dying mid-request is a 503, not a 500.
+"""Runs inside Serve's HTTP proxy, so that a gateway replica dying mid-request is a 503, not a 500,
+and a realtime WebSocket is not cut at the HTTP request timeout.
 
 When the gateway replica holding a request dies before answering, Serve's proxy has nothing to
 send (it only writes a body for 408/429/503) and the ASGI server then answers a bare
@@ -20,6 +21,7 @@ RETRY_AFTER_S = 1
 BODY = json.dumps({"error": {"message": "the gateway replica serving this request went away before answering; "
                              "retry later", "type": "replica_unavailable", "code": "replica_unavailable"}}).encode()
 IMPORT_PATH = "graphs.proxy_guard:middlewares"
+TIMEOUT_HEADER = b"x-request-timeout-seconds"  # Serve's per-request timeout; 0 turns it off
 
 
 class AnswerWhenGatewayDies:
@@ -29,6 +31,8 @@ class AnswerWhenGatewayDies:
         self.app = app
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            return await self.app(untimed(scope), receive, send)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = False
@@ -45,6 +49,13 @@ class AnswerWhenGatewayDies:
                         "headers": [(b"content-type", b"application/json"), (b"retry-after", str(RETRY_AFTER_S).encode()),
                                     (b"content-length", str(len(BODY)).encode())]})
             await send({"type": "http.response.body", "body": BODY})
+
+
+def untimed(scope: dict) -> dict:
+    """A WebSocket (a /v1/realtime session) is not cut at http_options.request_timeout_s, which Serve's
+    proxy would apply to the whole connection; the gateway's `realtime.max_session_s` bounds it."""
+    headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != TIMEOUT_HEADER]
+    return {**scope, "headers": [*headers, (TIMEOUT_HEADER, b"0")]}
 
 
 def middlewares() -> list[Middleware]:

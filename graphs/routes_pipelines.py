@@ -106,7 +106,8 @@ async def voice_chat(
     file: UploadFile = File(..., description="what the user said"),
     voice: str | None = Form(None),
     system_prompt: str | None = Form(None),
-    stream: bool = Form(True, description="server-sent events as each clause is spoken; false: one JSON"),
+    stream: bool = Form(True, description="server-sent events, audio chunk by chunk as it is spoken; false: one JSON, "
+                        "audio clause by clause"),
     asr_model: str | None = model_field("asr"),
     llm_model: str | None = model_field("llm"),
     tts_model: str | None = model_field("tts"),
@@ -115,7 +116,7 @@ async def voice_chat(
     flow = svc.flow("voice-chat", asr=asr_model, llm=llm_model, tts=tts_model)
     if system_prompt is not None:
         system_prompt = svc.limits.check_prompt(system_prompt, "system_prompt")
-    events = await flow.start(await read_audio(file, svc), voice=voice, system_prompt=system_prompt)
+    events = await flow.start(await read_audio(file, svc), voice=voice, system_prompt=system_prompt, chunked=stream)
     if not stream:
         collected = [event async for event in events]
         done = collected[-1]

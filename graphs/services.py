@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,19 @@ from mmserve.errors import MMServeError
 class ModelNotFound(MMServeError):
     status_code = 404
     code = "model_not_found"
+
+
+class Unauthorized(MMServeError):
+    status_code = 401
+    code = "invalid_api_key"
+
+
+def authorized(header: str | None, keys: list[str]) -> bool:
+    """`Authorization: Bearer <key>` with one of the configured keys (compared in constant time)."""
+    if not header or not header.startswith("Bearer "):
+        return False
+    given = header.removeprefix("Bearer ").strip().encode()
+    return any(hmac.compare_digest(given, key.encode()) for key in keys)
 
 
 @dataclass
@@ -49,6 +63,7 @@ class Services:
     models: dict[str, ServedModel] = field(default_factory=dict)  # by name
     flows: dict[str, Any] = field(default_factory=dict)  # flow name -> its args, stage models resolved
     adapters: dict[str, ServedModel] = field(default_factory=dict)  # LoRA adapter name -> its route
+    realtime: Any = None  # the gateway's RealtimeArgs
 
     def __post_init__(self) -> None:
         for served in self.models.values():

@@ -1,7 +1,10 @@
-"""Voice chat: speech -> ASR -> LLM (streamed) -> TTS per clause, streamed back as events.
+"""Voice chat: speech -> ASR -> LLM (streamed) -> TTS per clause (streamed), as events.
 
-Every clause is sent to TTS the moment the LLM completes it, while the LLM keeps generating, so
-the first audio leaves long before the reply is finished. Events leave in order.
+Every clause goes to TTS the moment the LLM completes it, while the LLM keeps generating, and its
+audio leaves chunk by chunk as ChatTTS decodes it. Time to first audio is therefore ASR + the LLM up
+to its first clause + TTS up to that clause's first chunk, not the whole reply. Clauses are spoken
+one after another, in order, so audio chunks leave in playback order. `/v1/realtime` runs the same
+reply per turn (`VoiceChatFlow.reply`).
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import AsyncIterator
 
+import numpy as np
 from pydantic import Field
 from ray.serve.handle import DeploymentHandle
 
@@ -42,89 +47,177 @@ def ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
 
 
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class AudioChunk:
+    index: int  # the clause's, from 0
+    chunk: int  # within the clause, from 0
+    clause: str
+    audio: Audio
+
+
+@dataclass
+class Skipped:
+    index: int
+    clause: str
+    reason: str
+
+
+@dataclass
+class ReplyDone:
+    reply: str
+    completion_tokens: int | None
+    prompt_tokens: int | None = None
+
+
+ReplyItem = TextDelta | AudioChunk | Skipped | ReplyDone
+
+
 class VoiceChatFlow:
     def __init__(self, args: VoiceChatArgs, asr: DeploymentHandle, llm: DeploymentHandle, tts: DeploymentHandle):
         self.args, self.asr, self.llm, self.tts = args, asr, llm, tts
 
-    async def start(self, audio: Audio, *, voice: str | None = None,
-                    system_prompt: str | None = None) -> AsyncIterator[dict]:
-        """Runs ASR now (so its errors are a plain 4xx), then returns the event stream."""
+    def messages(self, user_text: str, system_prompt: str | None = None) -> list[ChatMessage]:
+        return [ChatMessage(role="system", content=system_prompt or self.args.system_prompt),
+                ChatMessage(role="user", content=user_text)]
+
+    async def start(self, audio: Audio, *, voice: str | None = None, system_prompt: str | None = None,
+                    chunked: bool = True) -> AsyncIterator[dict]:
+        """Runs ASR now (so its errors are a plain 4xx), then returns the event stream: one audio
+        event per decoded chunk, or with `chunked=False` one per clause."""
         start = time.perf_counter()
         timings: dict[str, float] = {}
         transcript = await run_stage("asr", self.asr.transcribe, audio.samples, None, timings=timings)
         if not transcript.text.strip():
             raise InvalidInput("no speech was recognized in the audio", field="file", stage="asr")
-        messages = [ChatMessage(role="system", content=system_prompt or self.args.system_prompt),
-                    ChatMessage(role="user", content=transcript.text)]
-        return self._events(start, timings, transcript.text, messages, voice)
+        return self._events(start, timings, transcript.text, self.messages(transcript.text, system_prompt), voice,
+                            chunked)
 
     async def _events(self, start: float, timings: dict, text: str, messages: list[ChatMessage],
-                      voice: str | None) -> AsyncIterator[dict]:
+                      voice: str | None, chunked: bool) -> AsyncIterator[dict]:
+        """The HTTP route's events; each audio event is a small WAV that plays on its own."""
         yield {"type": "transcript", "text": text, "timings": dict(timings)}
-        queue: asyncio.Queue = asyncio.Queue()
-        params = GenerationParams(max_new_tokens=self.args.max_new_tokens, temperature=self.args.temperature)
-        producer = asyncio.create_task(self._produce(queue, messages, params, voice, start, timings))
-        index, reply = 0, []
-        try:
-            while True:
-                kind, *payload = await queue.get()
-                if kind == "text":
-                    reply.append(payload[0])
-                    yield {"type": "text", "delta": payload[0]}
-                elif kind == "clause":
-                    clause, response = payload
-                    event = await self._audio_event(index, clause, response)
-                    if event["type"] == "audio" and "first_audio_ms" not in timings:
-                        timings["first_audio_ms"] = ms_since(start)
-                        metrics.time_to_first("audio").observe(timings["first_audio_ms"], tags={"task": "voice_chat"})
-                    index += 1
-                    yield event
-                elif kind == "error":
-                    raise payload[0]
-                else:  # end
-                    result: ChatResult | None = payload[0]
+        held: list[AudioChunk] = []  # chunks of the clause being spoken, when whole clauses are wanted
+
+        def audio_event(chunks: list[AudioChunk]) -> dict:
+            first, rate = chunks[0], chunks[0].audio.sample_rate
+            samples = np.concatenate([c.audio.samples for c in chunks])
+            event = {"type": "audio", "index": first.index, "text": first.clause, "sample_rate": rate,
+                     "b64_wav": b64encode(encode_wav(samples, rate))}
+            return {**event, "chunk": first.chunk} if chunked else event
+
+        async with contextlib.aclosing(self.reply(messages, voice=voice, start=start, timings=timings)) as items:
+            async for item in items:
+                if held and (isinstance(item, (Skipped, ReplyDone)) or
+                             isinstance(item, AudioChunk) and item.index != held[0].index):
+                    yield audio_event(held)
+                    held = []
+                if isinstance(item, TextDelta):
+                    yield {"type": "text", "delta": item.text}
+                elif isinstance(item, AudioChunk):
+                    if chunked:
+                        yield audio_event([item])
+                    else:
+                        held.append(item)
+                elif isinstance(item, Skipped):
+                    yield {"type": "skipped", "index": item.index, "text": item.clause, "reason": item.reason}
+                else:
                     timings["total_ms"] = ms_since(start)
-                    yield {"type": "done", "reply": "".join(reply), "timings": timings,
-                           "completion_tokens": result.completion_tokens if result else None}
-                    return
-        finally:  # the client left or the reply ended: stop generating, and synthesizing what is queued
-            producer.cancel()
-            while not queue.empty():
-                kind, *payload = queue.get_nowait()
-                if kind == "clause":
-                    payload[1].cancel()
+                    yield {"type": "done", "reply": item.reply, "timings": timings,
+                           "completion_tokens": item.completion_tokens}
 
-    async def _produce(self, queue: asyncio.Queue, messages, params, voice, start, timings) -> None:
+    async def reply(self, messages: list[ChatMessage], *, voice: str | None, start: float | None = None,
+                    timings: dict | None = None, max_new_tokens: int | None = None,
+                    speak: bool = True) -> AsyncIterator[ReplyItem]:
+        """The LLM's reply as text deltas and (with `speak`) its audio chunks in playback order, then
+        ReplyDone. `timings` gets llm_first_token_ms, llm_done_ms and first_audio_ms (from `start`).
+        Closing this early (client gone, barge-in) stops the LLM and the TTS under way."""
+        start = time.perf_counter() if start is None else start
+        timings = {} if timings is None else timings
+        out: asyncio.Queue = asyncio.Queue()
+        clauses: asyncio.Queue = asyncio.Queue()
+        params = GenerationParams(max_new_tokens=max_new_tokens or self.args.max_new_tokens,
+                                  temperature=self.args.temperature)
+        workers = [asyncio.create_task(self._generate(messages, params, out, clauses if speak else None,
+                                                      start, timings))]
+        if speak:
+            workers.append(asyncio.create_task(self._speak(clauses, out, voice, start, timings)))
+        pending = len(workers)
+        reply, result = [], None
+        try:
+            while pending:
+                item = await out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item is None:  # a worker finished
+                    pending -= 1
+                elif isinstance(item, ChatResult):
+                    result = item
+                else:
+                    if isinstance(item, TextDelta):
+                        reply.append(item.text)
+                    yield item
+            yield ReplyDone("".join(reply), *((result.completion_tokens, result.prompt_tokens) if result else (None, None)))
+        finally:  # the client left, or the reply ended: stop generating and speaking
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _generate(self, messages, params, out: asyncio.Queue, clauses: asyncio.Queue | None,
+                        start: float, timings: dict) -> None:
         splitter = ClauseSplitter(min_chars=self.args.min_clause_chars, max_chars=self.args.max_clause_chars)
-        result = None
-
-        def send(clauses: list[str]) -> None:
-            for clause in clauses:  # a task starts synthesis now, while the LLM goes on
-                call = run_stage("tts", self.tts.synthesize, SpeechRequest(text=clause, voice=voice))
-                queue.put_nowait(("clause", clause, asyncio.ensure_future(call)))
-
         try:
             async with contextlib.aclosing(stream_stage("llm", self.llm.options(stream=True).stream, messages,
                                                         params)) as items:
                 async for item in items:
                     if isinstance(item, ChatResult):
-                        result = item
+                        out.put_nowait(item)
                         continue
                     timings.setdefault("llm_first_token_ms", ms_since(start))
-                    queue.put_nowait(("text", item))
-                    send(splitter.feed(item))
+                    out.put_nowait(TextDelta(item))
+                    if clauses is not None:
+                        for clause in splitter.feed(item):
+                            clauses.put_nowait(clause)
             timings["llm_done_ms"] = ms_since(start)
-            send(splitter.flush())
-            queue.put_nowait(("end", result))
+            if clauses is not None:
+                for clause in splitter.flush():
+                    clauses.put_nowait(clause)
         except Exception as exc:
-            queue.put_nowait(("error", stage_error("llm", exc)))
+            out.put_nowait(stage_error("llm", exc))
+        finally:
+            if clauses is not None:
+                clauses.put_nowait(None)
+            out.put_nowait(None)
 
-    async def _audio_event(self, index: int, clause: str, synthesis: asyncio.Future) -> dict:
+    async def _speak(self, clauses: asyncio.Queue, out: asyncio.Queue, voice: str | None, start: float,
+                     timings: dict) -> None:
+        """One clause at a time, each streamed chunk by chunk: the first clause's first chunk is not
+        slowed by synthesis of the clauses behind it, and chunks leave in playback order."""
+        index = 0
         try:
-            audio: Audio = await synthesis
-        except InvalidInput as exc:
-            if exc.field == "input":
-                return {"type": "skipped", "index": index, "text": clause, "reason": exc.message}
-            raise
-        return {"type": "audio", "index": index, "text": clause, "sample_rate": audio.sample_rate,
-                "b64_wav": b64encode(encode_wav(audio.samples, audio.sample_rate))}
+            while (clause := await clauses.get()) is not None:
+                request = SpeechRequest(text=clause, voice=voice)
+                try:
+                    async with contextlib.aclosing(stream_stage("tts", self.tts.options(stream=True).stream,
+                                                                request)) as chunks:
+                        chunk_index = 0
+                        async for audio in chunks:
+                            if "first_audio_ms" not in timings:
+                                timings["first_audio_ms"] = ms_since(start)
+                                metrics.time_to_first("audio").observe(timings["first_audio_ms"],
+                                                                       tags={"task": "voice_chat"})
+                            out.put_nowait(AudioChunk(index, chunk_index, clause, audio))
+                            chunk_index += 1
+                except InvalidInput as exc:
+                    if exc.field != "input":
+                        raise
+                    out.put_nowait(Skipped(index, clause, exc.message))
+                index += 1
+        except Exception as exc:
+            out.put_nowait(stage_error("tts", exc))
+        finally:
+            out.put_nowait(None)

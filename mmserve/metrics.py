@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-from ray.serve.metrics import Counter, Histogram
+from ray.serve.metrics import Counter, Gauge, Histogram
 
 LATENCY_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000]
 SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60]
@@ -53,6 +53,11 @@ def time_to_first(what: str) -> Histogram:
 @functools.cache
 def batch_size() -> Histogram:
     return Histogram("mmserve_batch_size", "requests per @serve.batch call", boundaries=SIZES)
+
+
+@functools.cache
+def realtime_sessions() -> Gauge:
+    return Gauge("mmserve_realtime_sessions", "open /v1/realtime sessions on this gateway replica")
 
 
 @functools.cache

@@ -1,0 +1,154 @@
+"""/v1/realtime: live voice over WebSocket, a compatible subset of OpenAI's Realtime API.
+
+`openai.AsyncOpenAI(base_url="http://host:8000/v1").realtime.connect(model=<chat model>)` talks to
+it. A turn is found by the ASR model's streaming FSMN-VAD, transcribed, and answered by the
+voice-chat flow's LLM and TTS, audio streamed back chunk by chunk; speech during a reply cancels it.
+Each connection keeps its own conversation. Limits per gateway replica: concurrent sessions,
+session length, buffered audio and an idle timeout.
+"""
+# No `from __future__ import annotations`: FastAPI must resolve route parameter types.
+
+import asyncio
+import json
+import logging
+import time
+
+from fastapi import APIRouter, WebSocket
+from pydantic import Field
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from graphs.realtime.events import error_event, parse_client_event, server_event
+from graphs.realtime.session import RealtimeSession, SessionLimits
+from graphs.services import Unauthorized, authorized, services
+from mmserve import metrics
+from mmserve.config import Strict
+from mmserve.errors import InvalidInput, MMServeError
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+KEY_SUBPROTOCOL = "openai-insecure-api-key."  # browsers cannot set headers; OpenAI reads the key from here
+_open_sessions = 0
+
+
+class RealtimeArgs(Strict):
+    """Limits of `/v1/realtime`, per gateway replica."""
+
+    max_sessions: int = Field(32, ge=1, description="concurrent sessions per gateway replica; more are refused")
+    max_session_s: float = Field(1800, gt=0, description="a session is closed after this long")
+    idle_timeout_s: float = Field(120, gt=0, description="closed after this long without a client event, "
+                                  "unless a turn or response is under way")
+    max_buffered_audio_s: float = Field(60, gt=0, description="input audio held before a commit")
+    vad_chunk_ms: int = Field(100, ge=20, le=1000, description="audio per streaming-VAD call; less reacts "
+                              "sooner, more calls the ASR model less often")
+    max_history_messages: int = Field(20, ge=2, description="conversation turns sent to the LLM")
+
+
+class SessionRefused(MMServeError):
+    status_code = 503
+    code = "session_limit"
+
+
+class SessionExpired(MMServeError):
+    status_code = 408
+    code = "session_expired"
+
+
+class IdleTimeout(MMServeError):
+    status_code = 408
+    code = "idle_timeout"
+
+
+def presented_key(websocket: WebSocket) -> str | None:
+    """The API key from `Authorization: Bearer` or, for browsers, the `openai-insecure-api-key.` subprotocol."""
+    header = websocket.headers.get("authorization")
+    if header:
+        return header
+    for protocol in websocket.scope.get("subprotocols", []):
+        if protocol.startswith(KEY_SUBPROTOCOL):
+            return "Bearer " + protocol.removeprefix(KEY_SUBPROTOCOL)
+    return None
+
+
+async def refuse(websocket: WebSocket, exc: MMServeError, code: int) -> None:
+    """Errors before a session exists still reach the client as an OpenAI `error` event, then the close."""
+    await websocket.send_json(error_event(exc))
+    await websocket.close(code=code, reason=exc.code)
+
+
+@router.websocket("/v1/realtime")
+async def realtime(websocket: WebSocket, model: str | None = None, asr_model: str | None = None,
+                   tts_model: str | None = None):
+    global _open_sessions
+    svc = services()
+    args: RealtimeArgs = svc.realtime
+    offered = websocket.scope.get("subprotocols", [])
+    await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+    if svc.api_keys and not authorized(presented_key(websocket), svc.api_keys):
+        return await refuse(websocket, Unauthorized(
+        "missing or invalid API key (Authorization: Bearer <key>, or the openai-insecure-api-key. subprotocol)"), 1008)
+    if _open_sessions >= args.max_sessions:
+        metrics.rejected_requests().inc(tags={"reason": "overloaded"})
+        return await refuse(websocket, SessionRefused(
+            f"this gateway replica already holds {args.max_sessions} realtime sessions; retry later"), 1013)
+    try:
+        flow = svc.flow("voice-chat", llm=model, asr=asr_model, tts=tts_model)
+    except MMServeError as exc:
+        return await refuse(websocket, exc, 1008)
+    _open_sessions += 1
+    metrics.realtime_sessions().set(_open_sessions)
+    lock = asyncio.Lock()
+
+    async def send(event: dict) -> None:
+        async with lock:
+            await websocket.send_text(json.dumps(event, ensure_ascii=False))
+
+    session = RealtimeSession(flow, send, SessionLimits(args.max_buffered_audio_s, args.vad_chunk_ms,
+                                                        args.max_history_messages), model)
+    try:
+        await send(server_event("session.created", session=session.session_object()))
+        await serve_session(websocket, session, args)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        _open_sessions -= 1
+        metrics.realtime_sessions().set(_open_sessions)
+        await session.close()
+        if websocket.application_state != WebSocketState.DISCONNECTED:
+            try:
+                await websocket.close()
+            except Exception:  # already closed by the client
+                pass
+
+
+async def serve_session(websocket: WebSocket, session: RealtimeSession, args: RealtimeArgs) -> None:
+    ends = time.monotonic() + args.max_session_s
+    while True:
+        idle_ends = time.monotonic() + args.idle_timeout_s
+        try:
+            message = await asyncio.wait_for(websocket.receive(), timeout=max(0.0, min(ends, idle_ends)
+                                                                                - time.monotonic()))
+        except TimeoutError:
+            if time.monotonic() >= ends:
+                await session.send(error_event(SessionExpired(
+                    f"the session reached its maximum length of {args.max_session_s:g} s")))
+                await websocket.close(code=1000, reason="session_expired")
+                return
+            if session.busy:
+                continue
+            await session.send(error_event(IdleTimeout(
+                f"no client event for {args.idle_timeout_s:g} s")))
+            await websocket.close(code=1000, reason="idle_timeout")
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        raw = message.get("text") if message.get("text") is not None else (message.get("bytes") or b"").decode(
+            "utf-8", "replace")
+        try:
+            event = parse_client_event(json.loads(raw))
+        except json.JSONDecodeError:
+            await session.send(error_event(InvalidInput("a client event must be JSON", field="type")))
+            continue
+        except InvalidInput as exc:
+            await session.send(error_event(exc))
+            continue
+        await session.handle(event)

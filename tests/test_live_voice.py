@@ -1,0 +1,304 @@
+"""Live voice (issue 12): first audio before the LLM has finished, and /v1/realtime driven by the
+official `openai` client (turns found by the streaming VAD, barge-in, a conversation kept per
+connection), plus the realtime limits and API keys.
+
+The app here answers at length (greedy decoding of the tiny LLM runs to max_new_tokens), so a reply
+is still being spoken when the next turn starts. Audio is sent at real-time pace, as a microphone
+would; nothing waits on a sleep, every step waits for the server event it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from typing import get_args
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import websockets
+from openai.types.realtime import RealtimeServerEvent
+from ray import serve
+
+from graphs.app import AppArgs, build_app, load_app_args
+from graphs.flows import FlowsArgs
+from graphs.gateway import Gateway
+from graphs.realtime import RealtimeArgs
+from graphs.voice_chat import VoiceChatArgs
+from mmserve.config import DeploymentArgs
+from mmserve.media import decode_audio
+from tests.conftest import LOCAL_CONFIG
+from tests.helpers import SPEECH_EN
+from tests.test_flows import read_events
+
+APP, LIMITS_APP = "voice", "voice-limits"
+ASR, LLM, TTS = "paraformer", "qwen2.5-7b-instruct", "chattts"
+LONG_REPLY = 1000  # tokens; several clauses, each spoken while the LLM goes on
+CLAUSE_CODES = 800  # ChatTTS codes per clause (random weights rarely stop early): a whole clause takes far
+# longer to synthesize than the LLM takes to finish, its first streamed chunk far less
+RATE = 24000
+CHUNK_S = 0.04
+SERVER_EVENTS = {get_args(c.model_fields["type"].annotation)[0]: c for c in get_args(get_args(RealtimeServerEvent)[0])}
+KEY = "live-voice-key"
+
+
+@pytest.fixture(scope="module")
+def voice_app(ray_cluster):
+    """ASR (with its streaming VAD), a long-winded LLM and ChatTTS, one replica each."""
+    local = load_app_args(LOCAL_CONFIG)
+    one_replica = DeploymentArgs(num_cpus=0.2, max_ongoing_requests=32, max_queued_requests=64)
+
+    def model(name: str, **runner):
+        entry = local.model(name)
+        return entry.model_copy(update={"runner": entry.runner.model_copy(update=runner), "deployment": one_replica})
+
+    args = AppArgs(models=[model(ASR), model(LLM, max_new_tokens=LONG_REPLY, adapters={}),
+                           model(TTS, max_new_token=CLAUSE_CODES)],
+                   flows=FlowsArgs(voice_chat=VoiceChatArgs(max_new_tokens=LONG_REPLY, temperature=0.0)),
+                   gateway=local.gateway)
+    serve.run(build_app(args), name=APP, route_prefix="/" + APP)
+    yield f"{ray_cluster}/{APP}", args
+    serve.delete(APP)
+
+
+@pytest.fixture(scope="module")
+def limits_url(voice_app):
+    """A second gateway with tight realtime limits and an API key, over the voice app's model replicas."""
+    url, args = voice_app
+    base = url.rsplit("/", 1)[0]
+    models = [{"name": m.name, "task": m.task, "family": m.family.name, "always_on": True, "default": True,
+               "adapters": (), "handle": serve.get_deployment_handle(m.name, APP)} for m in args.models]
+    gateway = args.gateway.model_copy(update={
+        "api_keys": [KEY], "realtime": RealtimeArgs(max_sessions=1, idle_timeout_s=2, max_session_s=4),
+        "deployment": args.gateway.deployment.model_copy(update={"num_replicas": 1, "autoscaling": None})})
+    serve.run(Gateway.options(name="gateway").bind(gateway, models, args.served_flows()), name=LIMITS_APP,
+              route_prefix="/" + LIMITS_APP)
+    yield f"{base}/{LIMITS_APP}"
+    serve.delete(LIMITS_APP)
+
+
+def speech_pcm(rate: int = RATE) -> np.ndarray:
+    return decode_audio(SPEECH_EN.read_bytes(), target_rate=rate).samples
+
+
+def b64_pcm(samples: np.ndarray) -> str:
+    return base64.b64encode((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()).decode()
+
+
+def test_first_audio_leaves_before_the_llm_has_finished(voice_app):
+    """Server-side times: the first audio event of a long reply leaves while the LLM still generates."""
+    url, _ = voice_app
+    with httpx.stream("POST", url + "/v1/pipelines/voice-chat", timeout=300,
+                      files={"file": ("q.wav", SPEECH_EN.read_bytes(), "audio/wav")}) as resp:
+        assert resp.status_code == 200
+        events = [e for _, e in read_events(resp) if isinstance(e, dict)]
+    done = events[-1]
+    assert done["type"] == "done", events[-1]
+    timings = done["timings"]
+    assert done["completion_tokens"] == LONG_REPLY
+    assert len({e["index"] for e in events if e["type"] == "audio"}) >= 2, "the reply should span several clauses"
+    assert timings["first_audio_ms"] < timings["llm_done_ms"], timings
+    # a clause's audio arrives in several chunks, not as one clip
+    assert max(e["chunk"] for e in events if e["type"] == "audio") >= 1
+
+
+class Microphone:
+    """Streams PCM16 at real-time pace: quiet noise, and the test speech whenever `say()` is called."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.queue: list[np.ndarray] = []
+        self.speech = speech_pcm()
+        self.noise = np.random.default_rng(0).normal(0, 0.001, int(RATE * CHUNK_S)).astype(np.float32)
+        self.speech_sent_at: list[float] = []
+
+    def say(self) -> None:
+        step = int(RATE * CHUNK_S)
+        self.queue.extend(self.speech[i:i + step] for i in range(0, len(self.speech), step))
+        self.queue.append(None)  # marks the end of the speech
+
+    async def run(self) -> None:
+        next_at = time.monotonic()
+        while True:
+            chunk = self.queue.pop(0) if self.queue else self.noise
+            if chunk is None:
+                self.speech_sent_at.append(time.monotonic())
+                continue
+            await self.connection.input_audio_buffer.append(audio=b64_pcm(chunk))
+            next_at += len(chunk) / RATE
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))  # pacing, as a microphone does
+
+
+async def next_event(connection, kinds: set[str], seen: list[dict], timeout: float = 180) -> dict:
+    """The next server event of one of `kinds` (checked against openai's types), collecting all in `seen`."""
+    async with asyncio.timeout(timeout):
+        while True:
+            raw = json.loads(await connection.recv_bytes())
+            SERVER_EVENTS[raw["type"]].model_validate(raw)  # openai's own type for it
+            seen.append(raw)
+            assert raw["type"] != "error", raw
+            if raw["type"] in kinds:
+                return raw
+
+
+def test_realtime_conversation_with_barge_in(voice_app):
+    url, _ = voice_app
+
+    async def talk() -> list[dict]:
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        seen: list[dict] = []
+        async with client.realtime.connect(model=LLM) as connection:
+            created = await next_event(connection, {"session.created"}, seen)
+            assert created["session"]["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+            await connection.session.update(session={
+                "type": "realtime", "instructions": "Answer briefly.", "max_output_tokens": 16,
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": RATE},
+                                    "turn_detection": {"type": "server_vad", "silence_duration_ms": 400}},
+                          "output": {"voice": "female_1"}}})
+            await next_event(connection, {"session.updated"}, seen)
+            mic = Microphone(connection)
+            sending = asyncio.create_task(mic.run())
+            try:
+                # turn 1: a short answer, completed
+                mic.say()
+                await next_event(connection, {"input_audio_buffer.speech_started"}, seen)
+                await next_event(connection, {"input_audio_buffer.speech_stopped"}, seen)
+                heard = await next_event(connection, {"conversation.item.input_audio_transcription.completed"}, seen)
+                assert heard["transcript"].strip()
+                first = await next_event(connection, {"response.done"}, seen)
+                assert first["response"]["status"] == "completed", first
+                # turn 2: a long answer, interrupted by speech while it is being spoken
+                await connection.session.update(session={"type": "realtime", "max_output_tokens": LONG_REPLY})
+                mic.say()
+                await next_event(connection, {"conversation.item.input_audio_transcription.completed"}, seen)
+                await next_event(connection, {"response.output_audio.delta"}, seen)
+                await connection.session.update(session={"type": "realtime", "max_output_tokens": 16})
+                mic.say()  # barge-in
+                await next_event(connection, {"input_audio_buffer.speech_started"}, seen)
+                cut = await next_event(connection, {"response.done"}, seen)
+                assert cut["response"]["status"] == "cancelled", cut
+                assert cut["response"]["status_details"]["reason"] == "turn_detected"
+                # turn 3: answered with the whole conversation before it
+                await next_event(connection, {"conversation.item.input_audio_transcription.completed"}, seen)
+                last = await next_event(connection, {"response.done"}, seen)
+                assert last["response"]["status"] == "completed", last
+            finally:
+                sending.cancel()
+        return seen
+
+    seen = asyncio.run(talk())
+    responses = [e["response"] for e in seen if e["type"] == "response.done"]
+    first, cut, last = responses
+    # turn 3's prompt holds turns 1 and 2 (user and assistant) besides its own: over twice turn 1's
+    assert last["usage"]["input_tokens"] > 2 * first["usage"]["input_tokens"], (first["usage"], last["usage"])
+    kinds = [e["type"] for e in seen]
+    for needed in ("response.created", "response.output_audio_transcript.delta", "response.output_audio.delta",
+                   "input_audio_buffer.committed", "conversation.item.added"):
+        assert needed in kinds, needed
+    audio = b"".join(base64.b64decode(e["delta"]) for e in seen if e["type"] == "response.output_audio.delta")
+    assert len(audio) > RATE  # more than half a second of PCM16 at 24 kHz
+    # nothing of the cancelled response arrives after its response.done
+    cut_at = kinds.index("response.done", kinds.index("response.done") + 1)
+    assert not [e for e in seen[cut_at:] if e.get("response_id") == cut["id"]]
+
+
+def test_realtime_manual_turns_text_replies_and_cancel(voice_app):
+    """Turn detection off: the client commits, asks for a text reply, and cancels a long one."""
+    url, _ = voice_app
+
+    async def talk() -> list[dict]:
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        seen: list[dict] = []
+        async with client.realtime.connect(model=LLM) as connection:
+            await connection.session.update(session={
+                "type": "realtime", "output_modalities": ["text"], "max_output_tokens": 8,
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": RATE}, "turn_detection": None}}})
+            updated = await next_event(connection, {"session.updated"}, seen)
+            assert updated["session"]["audio"]["input"]["turn_detection"] is None
+            await connection.input_audio_buffer.append(audio=b64_pcm(speech_pcm()))
+            await connection.input_audio_buffer.commit()
+            heard = await next_event(connection, {"conversation.item.input_audio_transcription.completed"}, seen)
+            assert heard["transcript"].strip()
+            await connection.response.create()
+            done = await next_event(connection, {"response.done"}, seen)
+            assert done["response"]["status"] == "completed"
+            text = "".join(e["delta"] for e in seen if e["type"] == "response.output_text.delta")
+            assert text and done["response"]["output"][0]["content"][0]["text"] == text
+            # a long reply, cancelled by the client once it is under way
+            await connection.response.create(response={"max_output_tokens": LONG_REPLY})
+            await next_event(connection, {"response.output_text.delta"}, seen)
+            await connection.response.cancel()
+            cancelled = await next_event(connection, {"response.done"}, seen)
+            assert cancelled["response"]["status"] == "cancelled"
+            assert cancelled["response"]["status_details"]["reason"] == "client_cancelled"
+        return seen
+
+    asyncio.run(talk())
+
+
+@pytest.mark.parametrize("event, param", [
+    ({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"format": {
+        "type": "audio/pcm", "rate": 44100}}}}}, "session.audio.input.format.rate"),
+    ({"type": "input_audio_buffer.append", "audio": "not base64!"}, "audio"),
+    ({"type": "input_audio_buffer.commit"}, "audio"),
+    ({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": []}},
+     "item.content"),
+    ({"type": "response.dance"}, "type"),
+])
+def test_realtime_bad_events_get_errors_naming_the_field(voice_app, event, param):
+    url, _ = voice_app
+
+    async def send() -> dict:
+        async with websockets.connect(url.replace("http", "ws") + "/v1/realtime") as ws:
+            assert json.loads(await ws.recv())["type"] == "session.created"
+            await ws.send(json.dumps({**event, "event_id": "mine"}))
+            error = json.loads(await ws.recv())
+            await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime"}}))
+            assert json.loads(await ws.recv())["type"] == "session.updated"  # the session goes on
+            return error
+
+    error = asyncio.run(send())
+    SERVER_EVENTS["error"].model_validate(error)
+    assert error["type"] == "error" and error["error"]["param"] == param, error
+
+
+def test_realtime_limits_and_api_keys(limits_url):
+    ws_url = limits_url.replace("http", "ws") + "/v1/realtime"
+
+    async def run() -> None:
+        # no key, a wrong key: refused with OpenAI's error shape
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            async with websockets.connect(ws_url, additional_headers=headers) as ws:
+                assert json.loads(await ws.recv())["error"]["code"] == "invalid_api_key"
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd.code == 1008
+        # browsers: the key as a subprotocol
+        async with websockets.connect(ws_url, subprotocols=["realtime", f"openai-insecure-api-key.{KEY}"]) as ws:
+            assert ws.subprotocol == "realtime"
+            assert json.loads(await ws.recv())["type"] == "session.created"
+            # one session per replica here: a second is refused while this one is open
+            async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {KEY}"}) as other:
+                assert json.loads(await other.recv())["error"]["code"] == "session_limit"
+            # a quiet client is closed after the idle timeout
+            error = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert error["error"]["code"] == "idle_timeout"
+        # a busy client is closed at the session's maximum length
+        client = openai.AsyncOpenAI(base_url=limits_url + "/v1", api_key=KEY, max_retries=0)
+        async with client.realtime.connect(model=LLM) as connection:
+            started = time.monotonic()
+            seen: list[dict] = []
+            async with asyncio.timeout(60):
+                while True:
+                    await connection.session.update(session={"type": "realtime"})
+                    raw = json.loads(await connection.recv_bytes())
+                    seen.append(raw)
+                    if raw["type"] == "error":
+                        break
+            assert raw["error"]["code"] == "session_expired", seen[-3:]
+            assert time.monotonic() - started >= 3.5
+
+    asyncio.run(run())
