@@ -1,7 +1,7 @@
 """The HTTP face of mmserve: one FastAPI ingress deployment holding handles to the models.
 
 Media is decoded and limits are checked here, once, so model replicas only see valid input.
-Every route but /healthz and /readyz needs an API key when keys are configured.
+Every route but /healthz, /readyz and the /playground page needs an API key when keys are configured.
 """
 # No `from __future__ import annotations` here: FastAPI must resolve route parameter types.
 
@@ -39,7 +39,8 @@ app.include_router(routes_pipelines.router)
 app.include_router(realtime.router)
 app.include_router(playground.router)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
-OPEN_PATHS = {"/healthz", "/readyz"}
+# The playground page and its assets load without a key; the API calls the page makes carry one.
+OPEN_PATHS = {"/healthz", "/readyz", *playground.PAGE_PATHS}
 
 
 class ImageDefaults(Strict):

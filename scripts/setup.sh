@@ -11,6 +11,21 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 python -m pip install -q --upgrade pip
 # One resolve for everything: the torch/torchvision/torchaudio trio is pinned in pyproject.toml.
 python -m pip install -q -e '.[dev]'
+# Headless Chromium for tests/test_playground.py (Playwright drives it; it never downloads a browser of
+# its own): Debian's package, with a small CJK font so its screenshots show Chinese text. Required in CI
+# (CI=true); elsewhere that test skips without it.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  as_root=(); [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
+  if ! { "${as_root[@]}" apt-get update -qq && "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+           apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; }; then
+    echo "could not install chromium (apt-get install chromium); the playground test needs it" >&2
+    [ "${CI:-}" != true ] || exit 1
+  fi
+fi
+if [ "${CI:-}" = true ] && [ ! -x /usr/bin/chromium ]; then
+  echo "CI needs /usr/bin/chromium for the playground test" >&2
+  exit 1
+fi
 python - <<'PY'
 import funasr, torch, torchaudio
 from funasr.register import tables
