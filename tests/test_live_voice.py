@@ -72,7 +72,7 @@ def limits_url(voice_app):
     models = [{"name": m.name, "task": m.task, "family": m.family.name, "always_on": True, "default": True,
                "adapters": (), "handle": serve.get_deployment_handle(m.name, APP)} for m in args.models]
     gateway = args.gateway.model_copy(update={
-        "api_keys": [KEY], "realtime": RealtimeArgs(max_sessions=1, idle_timeout_s=2, max_session_s=4),
+        "api_keys": [KEY], "realtime": RealtimeArgs(max_sessions=1, idle_timeout_s=2, max_session_s=4, max_buffered_audio_s=1),
         "deployment": args.gateway.deployment.model_copy(update={"num_replicas": 1, "autoscaling": None})})
     serve.run(Gateway.options(name="gateway").bind(gateway, models, args.served_flows()), name=LIMITS_APP,
               route_prefix="/" + LIMITS_APP)
@@ -286,6 +286,23 @@ def test_realtime_limits_and_api_keys(limits_url):
             # a quiet client is closed after the idle timeout
             error = json.loads(await asyncio.wait_for(ws.recv(), 30))
             assert error["error"]["code"] == "idle_timeout"
+        # input audio held before a commit is capped
+        async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {KEY}"}) as ws:
+            assert json.loads(await ws.recv())["type"] == "session.created"
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "type": "realtime", "audio": {"input": {"turn_detection": None}}}}))
+            assert json.loads(await ws.recv())["type"] == "session.updated"
+            second = b64_pcm(np.zeros(RATE // 2, np.float32))
+            for _ in range(2):  # one second: accepted
+                await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": second}))
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": second, "event_id": "over"}))
+            error = json.loads(await ws.recv())["error"]
+            assert error["code"] == "payload_too_large" and error["param"] == "audio" and error["event_id"] == "over"
+            await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+            assert json.loads(await ws.recv())["type"] == "input_audio_buffer.cleared"
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": second}))
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))  # accepted again after the clear
+            assert json.loads(await ws.recv())["type"] == "input_audio_buffer.committed"
         # a busy client is closed at the session's maximum length
         client = openai.AsyncOpenAI(base_url=limits_url + "/v1", api_key=KEY, max_retries=0)
         async with client.realtime.connect(model=LLM) as connection:
