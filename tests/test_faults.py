@@ -64,6 +64,16 @@ def replica_pids(app: str, deployment: str) -> list[int]:
             if a["ActorClassName"] == f"ServeReplica:{app}:{deployment}" and a["State"] == "ALIVE"]
 
 
+def wait_for_two_running_chat_replicas() -> None:
+    """Both replicas serving, not just alive: a replacement still loading its model burns CPU, and
+    `busy_replica` would take it for the one doing the work."""
+    def running() -> bool:
+        states = serve.status().applications["faults"].deployments["chat"].replica_states
+        return states.get("RUNNING", 0) == 2 and len(states) == 1 and len(replica_pids("faults", "chat")) == 2
+
+    wait_until(running, 180, "two running chat replicas")
+
+
 def busy_replica(app: str, deployment: str) -> int:
     """The replica doing the work: the one whose CPU time grows (the others idle)."""
     procs = [psutil.Process(pid) for pid in wait_until(lambda: replica_pids(app, deployment), 60, "replicas")]
@@ -82,7 +92,7 @@ def kill_the_busy_replica(app: str, deployment: str) -> int:
 
 
 def test_a_replica_killed_mid_request_is_retried_on_another(two_chat_replicas):
-    wait_until(lambda: len(replica_pids("faults", "chat")) == 2, 120, "two chat replicas")
+    wait_for_two_running_chat_replicas()
     with ThreadPoolExecutor(1) as pool:
         sent = pool.submit(post_long_chat, two_chat_replicas)
         killed = kill_the_busy_replica("faults", "chat")
@@ -93,7 +103,7 @@ def test_a_replica_killed_mid_request_is_retried_on_another(two_chat_replicas):
 
 
 def test_a_replica_killed_mid_stream_ends_it_with_a_retryable_error_event(two_chat_replicas):
-    wait_until(lambda: len(replica_pids("faults", "chat")) == 2, 180, "two chat replicas again")
+    wait_for_two_running_chat_replicas()
     events = []
     with httpx.stream("POST", two_chat_replicas + "/v1/chat/completions", json=long_chat(stream=True),
                       timeout=600) as response:
@@ -119,7 +129,7 @@ def test_a_stuck_stage_answers_504_naming_it_within_its_deadline(short_llm_deadl
 
 def test_a_gateway_replica_killed_mid_request_is_a_503_not_a_500(two_chat_replicas):
     """Serve's proxy would answer a bare 500; graphs.proxy_guard (loaded into the proxy) answers."""
-    wait_until(lambda: len(replica_pids("faults", "chat")) == 2, 180, "two chat replicas again")
+    wait_for_two_running_chat_replicas()
     with ThreadPoolExecutor(1) as pool:
         sent = pool.submit(post_long_chat, two_chat_replicas)
         busy_replica("faults", "chat")  # the request is being served, so its gateway replica holds it
