@@ -3,7 +3,8 @@
 Voice chat synthesizes every clause the moment the LLM finishes it (as LocalAI does), so the
 first audio leaves long before the reply ends. Chinese punctuation ends a clause at once; ASCII
 punctuation only when followed by white space (so "3.5" and "e.g." inside words stay whole);
-a clause that grows past `max_chars` without punctuation is cut at its last space, or hard.
+a clause that grows past `max_chars` without punctuation is cut at its last space, or hard. The
+first clause may have a lower limit (`first_max_chars`): speech starts sooner, the rest flows as usual.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ ASCII_BREAKS = set(",.!?;:")
 
 
 class ClauseSplitter:
-    def __init__(self, *, min_chars: int = 4, max_chars: int = 80):
+    def __init__(self, *, min_chars: int = 4, max_chars: int = 80, first_max_chars: int | None = None):
         self.min_chars, self.max_chars = min_chars, max_chars
+        self._limit = first_max_chars or max_chars  # for the clause being built
         self._buffer = ""
 
     def feed(self, delta: str) -> list[str]:
@@ -24,6 +26,7 @@ class ClauseSplitter:
             clause, self._buffer = self._buffer[:cut].strip(), self._buffer[cut:]
             if clause:
                 clauses.append(clause)
+                self._limit = self.max_chars
         return clauses
 
     def flush(self) -> list[str]:
@@ -36,9 +39,9 @@ class ClauseSplitter:
             ends = ch in CJK_BREAKS or (ch in ASCII_BREAKS and i + 1 < len(text) and text[i + 1].isspace())
             if ends and len(text[: i + 1].strip()) >= self.min_chars:
                 return i + 1
-        if len(text) > self.max_chars:
-            space = text.rfind(" ", self.min_chars, self.max_chars)
-            return space + 1 if space > 0 else self.max_chars
+        if len(text) > self._limit:
+            space = text.rfind(" ", self.min_chars, self._limit)
+            return space + 1 if space > 0 else self._limit
         return None
 
 

@@ -41,6 +41,8 @@ class VoiceChatArgs(Strict):
     temperature: float = Field(0.7, ge=0)
     min_clause_chars: int = Field(4, ge=1)
     max_clause_chars: int = Field(80, ge=8, description="unpunctuated text is cut here")
+    first_clause_max_chars: int = Field(
+        24, ge=8, description="the first clause is cut sooner, so speech starts while the LLM writes on")
 
 
 def ms_since(start: float) -> float:
@@ -169,7 +171,8 @@ class VoiceChatFlow:
 
     async def _generate(self, messages, params, out: asyncio.Queue, clauses: asyncio.Queue | None,
                         start: float, timings: dict) -> None:
-        splitter = ClauseSplitter(min_chars=self.args.min_clause_chars, max_chars=self.args.max_clause_chars)
+        splitter = ClauseSplitter(min_chars=self.args.min_clause_chars, max_chars=self.args.max_clause_chars,
+                                  first_max_chars=self.args.first_clause_max_chars)
         try:
             async with contextlib.aclosing(stream_stage("llm", self.llm.options(stream=True).stream, messages,
                                                         params)) as items:

@@ -39,3 +39,10 @@ def test_split_text_packs_clauses_under_the_limit():
     pieces = split_text("第一句。第二句。" * 10, max_chars=20)
     assert all(len(p) <= 20 for p in pieces)
     assert "".join(pieces) == "第一句。第二句。" * 10
+
+
+def test_the_first_clause_is_cut_sooner_than_the_rest():
+    clauses, rest = feed_all(ClauseSplitter(max_chars=12, first_max_chars=6), ["一二三四五六七八九十" * 2])
+    assert clauses == ["一二三四五六", "七八九十一二三四五六七八"] and rest == ["九十"]
+    clauses, _ = feed_all(ClauseSplitter(max_chars=12), ["一二三四五六七八九十" * 2])
+    assert clauses[0] == "一二三四五六七八九十一二"  # without it, the first waits as long as any other

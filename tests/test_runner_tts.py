@@ -91,6 +91,16 @@ def test_stream_splits_inside_a_sentence(runner):
     assert len(chunks) >= 2
 
 
+def test_the_first_chunk_leaves_after_one_stream_batch(runner):
+    """stream_skip_batches=0 (the default): ChatTTS would hold back its first 2 batches (3 x the codes)."""
+    before = runner.progress.snapshot()["steps"]
+    stream = runner.stream(SpeechRequest(text="One single sentence", seed=3))
+    next(stream)
+    codes = runner.progress.snapshot()["steps"] - before
+    stream.close()
+    assert codes <= runner.args.stream_batch + 1, codes
+
+
 @pytest.mark.parametrize(
     ("request_kwargs", "field"),
     [

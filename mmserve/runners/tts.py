@@ -60,6 +60,10 @@ class TtsArgs(BaseModel):
     max_sentence_chars: int = Field(120, ge=8, description="longer sentences are split at commas, then hard-wrapped")
     max_batch_sentences: int = Field(8, ge=1, description="most sentences in one GPT batch")
     stream_batch: int = Field(24, ge=1, description="audio codes generated between streamed chunks (24 ~ 0.5 s)")
+    stream_skip_batches: int = Field(
+        0, ge=0, description="streamed batches held back before the first chunk leaves (ChatTTS's "
+        "pass_first_n_batches, 2 in ChatTTS itself, i.e. 3 x stream_batch codes of waiting); 0: the first chunk "
+        "leaves after stream_batch codes, which is what time to first audio wants")
     voices: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_VOICES), description="voice name -> speaker seed"
     )
@@ -265,6 +269,7 @@ class TtsRunner:
                 manual_seed=seed,
                 show_tqdm=False,
                 stream_batch=self.args.stream_batch,
+                pass_first_n_batches=self.args.stream_skip_batches,
             ),
         )
 
