@@ -319,3 +319,18 @@ def test_realtime_limits_and_api_keys(limits_url):
             assert time.monotonic() - started >= 3.5
 
     asyncio.run(run())
+
+
+def test_the_proxy_guard_lifts_the_request_timeout_for_websockets():
+    """Serve's proxy applies http_options.request_timeout_s to a whole WebSocket; graphs.proxy_guard
+    (loaded into the proxy) turns it off for them, through Serve's own per-request header. Checked by
+    hand on a cluster with request_timeout_s 5: a session was cut at 5.0 s without the guard and open
+    after 12 s with it."""
+    from ray.serve._private.http_util import parse_request_timeout_header
+
+    from graphs.proxy_guard import untimed
+
+    scope = {"type": "websocket", "headers": [(b"x-request-timeout-seconds", b"99"), (b"host", b"x")]}
+    headers = dict(untimed(scope)["headers"])
+    assert parse_request_timeout_header(headers, 5.0) is None  # no timeout
+    assert parse_request_timeout_header(dict(scope["headers"]), 5.0) == 99.0  # the client's own was replaced
