@@ -24,7 +24,8 @@ from mmserve import metrics
 from mmserve.config import Strict
 from mmserve.errors import InvalidInput, MMServeError
 
-log = logging.getLogger(__name__)
+# A child of Serve's "ray.serve" logger, so the lines land in the gateway replica's log file.
+log = logging.getLogger("ray.serve.mmserve.realtime")
 router = APIRouter()
 KEY_SUBPROTOCOL = "openai-insecure-api-key."  # browsers cannot set headers; OpenAI reads the key from here
 _open_sessions = 0
@@ -104,12 +105,15 @@ async def realtime(websocket: WebSocket, model: str | None = None, asr_model: st
 
     session = RealtimeSession(flow, send, SessionLimits(args.max_buffered_audio_s, args.vad_chunk_ms,
                                                         args.max_history_messages), model)
+    opened = time.monotonic()
     try:
         await send(server_event("session.created", session=session.session_object()))
         await serve_session(websocket, session, args)
     except WebSocketDisconnect:
         pass
     finally:
+        log.info(json.dumps({"session": session.id, "model": model, "duration_s": round(time.monotonic() - opened, 1),
+                             "turns": session.turns, "responses": session.responses}))
         _open_sessions -= 1
         metrics.realtime_sessions().set(_open_sessions)
         await session.close()

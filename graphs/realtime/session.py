@@ -27,7 +27,7 @@ from mmserve import metrics
 from mmserve.errors import InvalidInput, MMServeError, PayloadTooLarge
 from mmserve.protocol.llm import ChatMessage
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ray.serve.mmserve.realtime")  # into the gateway replica's log file
 
 ASR_RATE = 16000
 IDLE_BUFFER_S = 1.0  # without speech, the buffer keeps this much (the start of a turn VAD finds late)
@@ -82,6 +82,7 @@ class RealtimeSession:
         self._turns = asyncio.Lock()  # turns are transcribed, and answered, in the order they were spoken
         self._tasks: set[asyncio.Task] = set()
         self.response: Response | None = None
+        self.turns = self.responses = 0  # committed turns and responses started, for the session's log line
         self._vad_worker = self._spawn(self._detect_turns())
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -260,6 +261,7 @@ class RealtimeSession:
         await self._commit_turn(item_id, audio, respond=False)
 
     async def _commit_turn(self, item_id: str, audio: np.ndarray, respond: bool) -> None:
+        self.turns += 1
         previous, self.last_item_id = self.last_item_id, item_id
         await self.send(server_event("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id))
         await self.send(server_event("conversation.item.added", previous_item_id=previous,
@@ -308,6 +310,7 @@ class RealtimeSession:
                            field="type")
         modality = options.output_modalities[0] if options.output_modalities else self.modality
         self.response = Response(new_id("resp"), new_id("item"), modality)
+        self.responses += 1
         self.response.task = self._spawn(self._run_response(self.response, options, turn_ended))
 
     async def cancel_response(self, reason: str) -> None:
