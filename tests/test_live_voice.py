@@ -234,6 +234,18 @@ def test_realtime_manual_turns_text_replies_and_cancel(voice_app):
             cancelled = await next_event(connection, {"response.done"}, seen)
             assert cancelled["response"]["status"] == "cancelled"
             assert cancelled["response"]["status_details"]["reason"] == "client_cancelled"
+            # turn detection back on: the VAD starts afresh, its times still count all the session's audio
+            await connection.session.update(session={"type": "realtime", "audio": {"input": {
+                "turn_detection": {"type": "server_vad", "silence_duration_ms": 300, "create_response": False}}}})
+            await next_event(connection, {"session.updated"}, seen)
+            quiet = np.zeros(RATE, np.float32)
+            for samples in (quiet, speech_pcm(), quiet):
+                await connection.input_audio_buffer.append(audio=b64_pcm(samples))
+            started = await next_event(connection, {"input_audio_buffer.speech_started"}, seen)
+            stopped = await next_event(connection, {"input_audio_buffer.speech_stopped"}, seen)
+            before = round(1000 * len(speech_pcm()) / RATE) + 1000  # the first turn's audio, then a second quiet
+            assert before - 400 <= started["audio_start_ms"] < stopped["audio_end_ms"] <= before + 3200, (started,
+                                                                                                      stopped)
         return seen
 
     asyncio.run(talk())

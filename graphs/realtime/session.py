@@ -77,6 +77,7 @@ class RealtimeSession:
         self._received = 0  # 16 kHz samples received in the session
         self._speech: tuple[str, int] | None = None  # (item id, start sample) while the user speaks
         self._vad_state: bytes | None = None
+        self._vad_origin = 0  # the session sample where the VAD's stream (its ms) starts
         self._vad_queue: asyncio.Queue = asyncio.Queue()
         self._vad_pending: list[np.ndarray] = []
         self._turns = asyncio.Lock()  # turns are transcribed, and answered, in the order they were spoken
@@ -161,6 +162,8 @@ class RealtimeSession:
             self.voice = audio.output.voice
         if audio and audio.input:
             if "turn_detection" in audio.input.model_fields_set:
+                if self.turn_detection is None and audio.input.turn_detection is not None:
+                    self._restart_vad()  # audio sent while it was off never reached the VAD
                 self.turn_detection = audio.input.turn_detection
                 if self.turn_detection is None:
                     self._speech = None
@@ -207,6 +210,14 @@ class RealtimeSession:
         self._buffer, self._buffer_start = [], self._received
         self._speech = None
 
+    def _restart_vad(self) -> None:
+        self._vad_state, self._vad_origin, self._vad_pending = None, self._received, []
+        while not self._vad_queue.empty():
+            self._vad_queue.get_nowait()
+
+    def _sample_at(self, vad_ms: int) -> int:
+        return self._vad_origin + vad_ms * ASR_RATE // 1000
+
     async def _detect_turns(self) -> None:
         """The VAD worker: feeds appended audio to the ASR model's streaming VAD, in order."""
         min_samples = ASR_RATE * self.limits.vad_chunk_ms // 1000
@@ -218,6 +229,7 @@ class RealtimeSession:
             if sum(len(c) for c in self._vad_pending) < min_samples or self.turn_detection is None:
                 continue
             samples, self._vad_pending = np.concatenate(self._vad_pending), []
+            origin = self._vad_origin
             try:
                 step = await run_stage("asr", self.flow.asr.detect_speech, self._vad_state, samples,
                                        self.turn_detection.silence_duration_ms)
@@ -227,6 +239,8 @@ class RealtimeSession:
                     exc.field = "session.audio.input.turn_detection"
                 await self.send(error_event(exc))
                 continue
+            if origin != self._vad_origin:  # restarted while the call was out: its answer is stale
+                continue
             self._vad_state = step.state
             for kind, ms in step.events:
                 await (self._speech_started(ms) if kind == "start" else self._speech_stopped(ms))
@@ -235,9 +249,10 @@ class RealtimeSession:
         if self._speech is not None or self.turn_detection is None:
             return
         item_id = new_id("item")
-        self._speech = (item_id, ms * ASR_RATE // 1000)
+        self._speech = (item_id, self._sample_at(ms))
         self._trim_buffer(self._speech[1])
-        await self.send(server_event("input_audio_buffer.speech_started", audio_start_ms=ms, item_id=item_id))
+        await self.send(server_event("input_audio_buffer.speech_started", item_id=item_id,
+                                     audio_start_ms=self._speech[1] * 1000 // ASR_RATE))
         if self.turn_detection.interrupt_response and self.response is not None:
             await self.cancel_response("turn_detected")
 
@@ -246,8 +261,10 @@ class RealtimeSession:
             return
         item_id, start = self._speech
         self._speech = None
-        await self.send(server_event("input_audio_buffer.speech_stopped", audio_end_ms=ms, item_id=item_id))
-        audio = self._take_buffer(start, ms * ASR_RATE // 1000)
+        end = self._sample_at(ms)
+        await self.send(server_event("input_audio_buffer.speech_stopped", audio_end_ms=end * 1000 // ASR_RATE,
+                                     item_id=item_id))
+        audio = self._take_buffer(start, end)
         await self._commit_turn(item_id, audio, respond=self.turn_detection is not None
                                 and self.turn_detection.create_response)
 
@@ -284,7 +301,7 @@ class RealtimeSession:
             await self.send(server_event("conversation.item.done", item=user_item(item_id, text, "completed")))
             if text:
                 self._remember(ChatMessage(role="user", content=text))
-            if respond and text and self.response is None:
+            if respond and text and self.response is None and self._speech is None:  # not if they speak on
                 self.respond(ResponseOptions(), turn_ended=turn_ended)
 
     async def _add_item(self, event: ClientEvent) -> None:
