@@ -45,6 +45,11 @@ def decode_audio(
     return Audio(samples=np.ascontiguousarray(mono, dtype=np.float32), sample_rate=target_rate)
 
 
+def pcm16(samples: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] as 16-bit little-endian PCM (raw audio for streams and realtime)."""
+    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+
+
 def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
     """16-bit PCM WAV bytes."""
     buf = io.BytesIO()

@@ -23,6 +23,10 @@ class SpeechBody(Body):
     response_format: Literal["wav", "pcm", "mp3", "flac"] = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
     stream: bool = Field(True, description="wav and pcm leave chunk by chunk as they are synthesized")
+    stream_format: Literal["audio", "sse"] = Field(
+        "audio", description="audio: the bytes themselves; sse: speech.audio.delta events (base64 pcm, or wav "
+                             "with a streaming header in the first delta; pcm when response_format is unset), "
+                             "then speech.audio.done")
     seed: int | None = None
     speaker_seed: int | None = Field(None, description="a voice by seed instead of a named voice")
     speaker_embedding: str | None = Field(None, description="ChatTTS's encoded speaker embedding")

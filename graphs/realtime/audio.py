@@ -9,6 +9,7 @@ import numpy as np
 import soxr
 
 from mmserve.errors import InvalidInput
+from mmserve.media import pcm16
 
 
 def decode_pcm16(b64: str, *, field: str = "audio") -> np.ndarray:
@@ -23,7 +24,7 @@ def decode_pcm16(b64: str, *, field: str = "audio") -> np.ndarray:
 
 
 def encode_pcm16(samples: np.ndarray) -> str:
-    return base64.b64encode((np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()).decode("ascii")
+    return base64.b64encode(pcm16(samples)).decode("ascii")
 
 
 class Resampler:
