@@ -5,7 +5,8 @@
 #   2. run the gpu-marked runner tests (tests/test_runner_*.py, with `ray` made unimportable);
 #   3. run the runner-level benchmarks of scripts/gpu_bench.py on random weights of the real sizes,
 #      each in its own process under its own time box, in priority order, skipping whatever no
-#      longer fits the total budget; then print a summary.
+#      longer fits the total budget (after tts: voice, voice chat's time to first audio through the
+#      runners, scripts/bench_voice.py gpu); then print a summary.
 # Results: docs/bench/gpu-<name>.json, and under $OUT (all the device tool brings back):
 # gpu-check.log, pytest.xml, gpu-bench.json (every record) and gpu-bench.tgz (the gpu-*.json files).
 #
@@ -79,7 +80,8 @@ plan() {
   echo "  setup      60 s  install .gpu-wheels next to the machine's torch/transformers (--target, first on PYTHONPATH)"
   echo "  probe      30 s  import everything the checks need; FunASR must register its models"
   echo "  tests      90 s  pytest -m gpu tests/test_runner_*.py (ray unimportable)"
-  "$PY" scripts/gpu_bench.py plan
+  "$PY" scripts/gpu_bench.py plan | sed '/^ *tts /a\
+  voice       90 s  one voice-chat turn through the runners, ASR on CPU: time to first audio (scripts/bench_voice.py gpu)'
   echo "wheels in $WHEELS:"
   if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
     du -cb "$WHEELS"/*.whl | awk '{n = $2; sub(".*/", "", n); printf "  %7.2f MiB  %s\n", $1 / 1048576, n}'
@@ -131,7 +133,15 @@ bench() {
   fi
 }
 
-export -f install_wheels check_wheels gpu_tests make_room bench
+voice() {  # one voice-chat turn through the runners (ASR -> LLM to its first clause -> TTS first chunk)
+  if [ "$DRY" = 1 ]; then
+    "$PY" scripts/bench_voice.py gpu --tiny --work "$WORK" --out "$BENCH_OUT"
+  else  # reuses the asr, llm and tts folders the steps before built (rebuilt if make_room removed one)
+    "$PY" scripts/bench_voice.py gpu --work "$WORK" --out "$BENCH_OUT"
+  fi
+}
+
+export -f install_wheels check_wheels gpu_tests make_room bench voice
 facts
 plan
 [ "$DRY" = 1 ] && step wheels 30 check_wheels
@@ -141,6 +151,7 @@ step probe 30 "$PY" scripts/gpu_bench.py probe
 step tests 90 gpu_tests
 while read -r name box; do
   step "$name" "$box" bench "$name"
+  [ "$name" = tts ] && step voice 90 voice
 done < <("$PY" scripts/gpu_bench.py plan --boxes)
 if [ "$DRY" = 1 ]; then  # the two real-size models a CPU can hold, end to end through their runners
   for name in asr tts; do

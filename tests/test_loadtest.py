@@ -43,3 +43,35 @@ def test_refuses_targets_off_this_machine(url, tmp_path):
                     timeout=60)
     assert done.returncode != 0
     assert not (tmp_path / "x.json").exists()
+
+
+def test_realtime_turns_are_timed_from_the_end_of_speech(local_stack, tmp_path):
+    out = tmp_path / "realtime.json"
+    done = run_tool("--url", local_stack, "--routes", "realtime", "--users", "1", "--warmup", "0",
+                    "--duration", "120", "--max-requests", "2", "--realtime-silence-ms", "300",
+                    "--realtime-chunk-ms", "40", "--out", str(out), timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    route = json.loads(out.read_text())["levels"][0]["routes"]["realtime"]
+    assert route["requests"] >= 1 and route["errors"] == {}, route
+    after = {name: figures["p50"] for name, figures in route["after_speech_ms"].items()}
+    spoken_ms = route["reported"]["input_audio_s"]["p50"] * 1000
+    assert route["reported"]["audio_s"]["p50"] > 0
+    # the turn ends only after the server heard the speech end, and the reply follows in order
+    assert 0 < after["speech_stopped_after_speech_ms"] <= after["first_audio_after_speech_ms"]
+    assert after["first_audio_after_speech_ms"] <= after["response_done_after_speech_ms"]
+    # the speech went out at real-time pace, and the figures start where it ended, not at the session's start
+    assert route["latency_ms"]["p50"] >= spoken_ms + after["response_done_after_speech_ms"]
+
+
+def test_realtime_clip_is_24khz_speech_without_its_silent_tail():
+    import numpy as np
+    import soundfile as sf
+
+    from scripts.loadtest.realtime import RATE, speech_clip
+
+    clip = speech_clip("en")
+    recorded = sf.info(ROOT / "tests" / "data" / "speech_en.wav").duration
+    samples = np.frombuffer(clip.pcm, "<i2").astype(np.float32) / 32768
+    assert RATE == 24000 and len(samples) == round(clip.seconds * RATE)
+    assert 0.5 * recorded < clip.seconds < recorded  # the trailing silence is gone, the speech is not
+    assert np.sqrt(np.mean(samples[-RATE // 100:] ** 2)) > 0.001

@@ -5,7 +5,9 @@
 
 Closed loop by default (N users, no wait); `--rate R` (or `--sweep` with `--open-loop`) offers a
 fixed request rate instead. `--routes auto` loads every known route the gateway's /openapi.json
-lists; `--routes speech-to-image:3,healthz` picks routes and weights.
+lists; `--routes speech-to-image:3,healthz` picks routes and weights. `--routes realtime` (a
+WebSocket, never in `auto`) makes each user speak one turn per session over /v1/realtime; its
+figures are timed from the end of the user's speech (`after_speech_ms` in the report).
 """
 
 import locust  # noqa: F401  first: it monkeypatches the standard library with gevent
@@ -59,8 +61,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--music-seconds", type=float, default=2.0)
     p.add_argument("--rewrite", choices=["true", "false"], default=None, help="speech-to-image: LLM prompt rewrite")
     p.add_argument("--voice", default=None)
+    p.add_argument("--realtime-silence-ms", type=int, default=500,
+                   help="realtime: server_vad silence_duration_ms (counts in its time to first audio)")
+    p.add_argument("--realtime-chunk-ms", type=int, default=40, help="realtime: audio per append, 20-100 ms")
+    p.add_argument("--realtime-clip", default="en", choices=["en", "zh"], help="realtime: the recording spoken")
+    p.add_argument("--realtime-model", default=None, help="realtime: ?model= (the LLM; default the flow's)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if not 20 <= args.realtime_chunk_ms <= 100:
+        p.error("--realtime-chunk-ms must be 20-100")
     if args.rate is not None and args.sweep is not None:
         p.error("--rate and --sweep are exclusive; use --open-loop --sweep R1,R2 for a rate sweep")
     return args
@@ -93,7 +102,9 @@ def main(argv=None) -> int:
     values = [float(v) for v in args.sweep.split(",")] if args.sweep else [args.rate if open_loop else (args.users or 1)]
     options = Options(timeout_s=args.timeout, api_key=args.api_key, image_size=args.image_size, steps=args.steps,
                       n=args.n, max_tokens=args.max_tokens, music_seconds=args.music_seconds,
-                      rewrite=None if args.rewrite is None else args.rewrite == "true", voice=args.voice)
+                      rewrite=None if args.rewrite is None else args.rewrite == "true", voice=args.voice,
+                      realtime_silence_ms=args.realtime_silence_ms, realtime_chunk_ms=args.realtime_chunk_ms,
+                      realtime_clip=args.realtime_clip, realtime_model=args.realtime_model)
     payloads = Payloads(args.audio.split(","))
     origin = time.perf_counter()
     poller = None

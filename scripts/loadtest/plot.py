@@ -26,6 +26,11 @@ def plot_report(report: dict, path: Path) -> Path:
         for p, style in (("p50", "o-"), ("p90", "s--"), ("p99", "^:")):
             ys = [(lvl["routes"][name]["latency_ms"] or {}).get(p, float("nan")) for lvl in levels]
             lat_ax.plot(xs, ys, style, label=p)
+        if name == "realtime":  # the session's length is mostly the speech itself: show the turn's wait too
+            for p, style in (("p50", "o-"), ("p95", "s--")):
+                ys = [((lvl["routes"][name].get("after_speech_ms") or {}).get("first_audio_after_speech_ms")
+                       or {}).get(p, float("nan")) for lvl in levels]
+                lat_ax.plot(xs, ys, style, color="tab:red", label=f"first audio after speech {p}")
         lat_ax.set_title(f"{name}: latency")
         lat_ax.set_ylabel("ms")
         lat_ax.legend(fontsize=8)

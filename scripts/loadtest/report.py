@@ -17,6 +17,10 @@ import numpy as np
 # whether its latency is divided by audio seconds (real-time factor).
 FIRST_CHUNK = {"speech": "first_audio_ms", "voice-chat": "first_audio_ms",
                "chat": "ttft_ms", "chat-vlm": "ttft_ms"}
+# Realtime turns: figures timed from the end of the user's speech, not from the session's start.
+AFTER_SPEECH = {"realtime": ("first_audio_after_speech_ms", "speech_stopped_after_speech_ms",
+                             "transcript_after_speech_ms", "response_created_after_speech_ms",
+                             "response_done_after_speech_ms")}
 RTF_OF = {"transcribe": "audio_s", "speech": "audio_s", "speech-whole": "audio_s", "music": "audio_s"}
 
 
@@ -45,7 +49,7 @@ def summarize_route(name: str, samples: list, t0: float, t1: float) -> dict:
         "errors": dict(errors),
         "error_examples": examples,
         "throughput_rps": round(len(done_in_window) / window, 4) if window > 0 else 0.0,
-        "latency_ms": percentiles(latency_ms),
+        "latency_ms": percentiles(latency_ms, (50, 90, 95, 99)),
         # how fast refusals come back (a 503 should be answered at once), by status
         "error_latency_ms": {status: percentiles([(s.end - s.origin) * 1000 for s in failed
                                                   if str(s.outcome.status) == status]) for status in errors},
@@ -53,7 +57,10 @@ def summarize_route(name: str, samples: list, t0: float, t1: float) -> dict:
     }
     if name in FIRST_CHUNK:
         firsts = [(s.outcome.first_s - s.origin) * 1000 for s in ok if s.outcome.first_s is not None]
-        out[FIRST_CHUNK[name]] = percentiles(firsts)
+        out[FIRST_CHUNK[name]] = percentiles(firsts, (50, 90, 95, 99))
+    if name in AFTER_SPEECH:
+        out["after_speech_ms"] = {key: percentiles([s.outcome.metrics[key] for s in ok if key in s.outcome.metrics],
+                                                   (50, 90, 95, 99)) for key in AFTER_SPEECH[name]}
     if name in RTF_OF:
         key = RTF_OF[name]
         rtf = [(s.end - s.origin) / s.outcome.metrics[key] for s in ok if s.outcome.metrics.get(key)]

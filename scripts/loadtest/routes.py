@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import requests
+from websockets.exceptions import WebSocketException
 
 from scripts.loadtest.payloads import Payloads, wav_seconds
+from scripts.loadtest.realtime import TurnFailed, one_turn, speech_clip
 
 PCM_RATE = 24000  # /v1/audio/speech streams 16-bit mono PCM at 24 kHz
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SWITCHING_PROTOCOLS = 101  # the status of a WebSocket session that opened
 
 
 @dataclass
@@ -35,6 +38,10 @@ class Options:
     music_seconds: float = 2.0
     rewrite: bool | None = None
     voice: str | None = None
+    realtime_silence_ms: int = 500  # the session's server_vad silence_duration_ms
+    realtime_chunk_ms: int = 40  # input audio per input_audio_buffer.append, sent at real-time pace
+    realtime_clip: str = "en"  # the recording spoken (scripts/loadtest/realtime.py:CLIPS)
+    realtime_model: str | None = None  # ?model= (the LLM); None: the voice-chat flow's
 
 
 @dataclass
@@ -345,6 +352,20 @@ def send_voice_chat(call: Call) -> Outcome:
     return Outcome(resp.status_code, first_s=first_audio, metrics=metrics)
 
 
+def send_realtime(call: Call) -> Outcome:
+    """One spoken turn over /v1/realtime; figures in ms after the end of speech (realtime.py)."""
+    o = call.options
+    try:
+        figures = one_turn(call.base_url, speech_clip(o.realtime_clip), silence_ms=o.realtime_silence_ms,
+                           chunk_ms=o.realtime_chunk_ms, timeout_s=o.timeout_s, api_key=o.api_key,
+                           model=o.realtime_model, voice=o.voice)
+    except TurnFailed as exc:
+        return Outcome(exc.status, error=str(exc))
+    except (TimeoutError, OSError, WebSocketException, ValueError) as exc:  # no session, or a cut one
+        return Outcome(0, error=f"{type(exc).__name__}: {exc}"[:300])
+    return Outcome(SWITCHING_PROTOCOLS, metrics=figures)
+
+
 ROUTES: dict[str, Route] = {r.name: r for r in [
     Route("healthz", "GET", "/healthz", send_healthz),
     Route("models", "GET", "/v1/models", send_models),
@@ -359,6 +380,8 @@ ROUTES: dict[str, Route] = {r.name: r for r in [
     Route("describe-aloud", "POST", "/v1/pipelines/describe-aloud", send_describe_aloud),
     Route("spoken-question", "POST", "/v1/pipelines/spoken-question", send_spoken_question),
     Route("voice-chat", "POST", "/v1/pipelines/voice-chat", send_voice_chat, streaming=True),
+    # a WebSocket: /openapi.json does not list it, so `--routes auto` leaves it out; name it
+    Route("realtime", "GET", "/v1/realtime", send_realtime, streaming=True),
 ]}
 
 

@@ -1,0 +1,341 @@
+"""Time to first audio of a spoken reply: voice chat (HTTP SSE) and /v1/realtime, side by side in one run.
+
+    python scripts/bench_voice.py [--levels 1,4,8] [--duration 60] [--silence-ms 300] [--out docs/bench/voice.json]
+
+Serves configs/local.yaml's voice-chat models (its default ASR, LLM and TTS, with their local
+settings) and gateway on this machine, then runs the load tool (`python -m scripts.loadtest`)
+closed loop at each level of concurrent sessions, first on `voice-chat`, then on `realtime`:
+
+- voice chat: the whole recording is uploaded at once (tests/data/speech_en.wav); time to first
+  audio runs from sending the request to the first `audio` event. The `done` event's server timings
+  (asr_ms, llm_first_token_ms, first_audio_ms) say where the time goes.
+- realtime: each session streams the same recording (silence trimmed, 24 kHz PCM16) at real-time
+  pace in `--chunk-ms` pieces, then silence, with server VAD `silence_duration_ms = --silence-ms`;
+  time to first audio runs from the moment the last speech sample was sent to the first
+  `response.output_audio.delta`, so it includes the silence the server waits for.
+
+Writes p50/p95 per level, the goal (p50 <= 600 ms with one session), the load average at start and
+end, the settings and the exact command. `--serve-only` starts the stack and waits (for trying the
+tool by hand).
+
+    python scripts/bench_voice.py gpu [--tiny] [--work DIR] [--out DIR]
+
+The GPU check's voice case (scripts/gpu_check.sh), without Ray: one voice-chat turn through the
+runners alone, as the flow chains them: ASR on the recording, the LLM streamed until its first
+speakable clause, ChatTTS streamed to its first chunk; on the real-size random-weight models
+scripts/gpu_bench.py builds, with ASR on CPU as serve_config.yaml places it. Writes gpu-voice.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "docs" / "bench" / "voice.json"
+GOAL_P50_MS = 600.0
+SERVER_TIMINGS = ("server_asr_ms", "server_llm_first_token_ms", "server_first_audio_ms", "server_total_ms")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def voice_stack(local):
+    """The local config cut to the voice-chat flow: its three models, its flow settings, the gateway."""
+    from graphs.app import AppArgs
+    from graphs.flows import FlowsArgs
+
+    flow = local.served_flows()["voice-chat"]
+    names = {flow.asr, flow.llm, flow.tts}
+    return AppArgs(models=[m for m in local.models if m.name in names],
+                   flows=FlowsArgs(voice_chat=local.flows.voice_chat), gateway=local.gateway)
+
+
+def wait_ready(url: str, timeout_s: float = 900) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if requests.get(url + "/readyz", timeout=10).ok:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url}/readyz not ready after {timeout_s:.0f} s")
+        time.sleep(1)
+
+
+def load_tool(url: str, route: str, levels: str, out: Path, opts: argparse.Namespace) -> dict:
+    """One closed-loop sweep of `python -m scripts.loadtest` on one route; its report."""
+    cmd = [sys.executable, "-m", "scripts.loadtest", "--url", url, "--routes", route, "--sweep", levels,
+           "--duration", str(opts.duration), "--warmup", str(opts.warmup), "--audio", "en",
+           "--realtime-silence-ms", str(opts.silence_ms), "--realtime-chunk-ms", str(opts.chunk_ms),
+           "--realtime-clip", "en", "--timeout", "120", "--out", str(out)]
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    return json.loads(out.read_text())
+
+
+def pick(p: dict | None, *keys: str) -> dict:
+    return {k: (None if p is None else p.get(k)) for k in keys}
+
+
+def voice_chat_level(level: dict) -> dict:
+    r = level["routes"]["voice-chat"]
+    return {"sessions": level["users"], "requests": r["requests"], "ok": r["ok"], "errors": r["errors"],
+            "error_examples": r["error_examples"],
+            "first_audio_ms": pick(r.get("first_audio_ms"), "p50", "p95", "min", "max"),
+            "whole_reply_ms": pick(r["latency_ms"], "p50", "p95"),
+            "server_timings_p50_ms": {k.removeprefix("server_"): (r["reported"].get(k) or {}).get("p50")
+                                      for k in SERVER_TIMINGS},
+            "loadavg_before": level["loadavg_before"], "loadavg_after": level["loadavg_after"]}
+
+
+def realtime_level(level: dict) -> dict:
+    r = level["routes"]["realtime"]
+    after = r.get("after_speech_ms") or {}
+    return {"sessions": level["users"], "turns": r["requests"], "ok": r["ok"], "errors": r["errors"],
+            "error_examples": r["error_examples"],
+            "first_audio_after_speech_ms": pick(after.get("first_audio_after_speech_ms"), "p50", "p95", "min", "max"),
+            "after_speech_p50_ms": {k.removesuffix("_after_speech_ms"): (after.get(k) or {}).get("p50")
+                                    for k in after},
+            "per_turn_p50_ms": {k: (r["reported"].get(k) or {}).get("p50") for k in
+                                ("speech_stopped_after_speech_ms", "recognition_after_stop_ms",
+                                 "first_audio_after_response_ms")},
+            "vad_end_offset_p50_ms": (r["reported"].get("vad_end_offset_ms") or {}).get("p50"),
+            "loadavg_before": level["loadavg_before"], "loadavg_after": level["loadavg_after"]}
+
+
+def goal(levels: list[dict], key: str) -> dict:
+    one = next((lvl for lvl in levels if lvl["sessions"] == 1), None)
+    p50 = None if one is None else one[key]["p50"]
+    return {"p50_ms_with_1_session": p50, "goal_p50_ms": GOAL_P50_MS, "met": None if p50 is None else p50 <= GOAL_P50_MS}
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["gpu"]:
+        sys.exit(main_gpu(sys.argv[2:]))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default="1,4,8", help="concurrent sessions, one level after another")
+    parser.add_argument("--duration", type=float, default=60, help="measured seconds per level")
+    parser.add_argument("--warmup", type=float, default=10, help="seconds of load before each level is measured")
+    parser.add_argument("--silence-ms", type=int, default=300, help="realtime: server_vad silence_duration_ms")
+    parser.add_argument("--chunk-ms", type=int, default=40, help="realtime: audio per input_audio_buffer.append")
+    parser.add_argument("--scenarios", default="voice-chat,realtime")
+    parser.add_argument("--models", type=Path, default=None, help="tiny model root (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--serve-only", action="store_true", help="start the stack, print its URL, wait")
+    opts = parser.parse_args()
+    scenarios = opts.scenarios.split(",")
+
+    import ray
+    from ray import serve
+
+    from graphs.app import build_app, load_app_args
+    from graphs.proxy_guard import IMPORT_PATH
+    from mmserve.tiny.catalog import build_all
+
+    models = opts.models or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
+    build_all(models, ["funasr", "qwen", "qwen_lora", "chattts"])  # qwen_lora: the LLM's adapters
+    os.environ["MMSERVE_MODEL_ROOT"] = str(models)
+    os.environ["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] = IMPORT_PATH  # as scripts/run_local.sh serves
+    app_args = voice_stack(load_app_args(ROOT / "configs" / "local.yaml"))
+    http_port = free_port()
+    url = f"http://127.0.0.1:{http_port}"
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
+             runtime_env={"env_vars": {"MMSERVE_MODEL_ROOT": str(models), "HF_HUB_OFFLINE": "1",
+                                       "TRANSFORMERS_OFFLINE": "1"}})
+    serve.start(http_options={"host": "127.0.0.1", "port": http_port})
+    results: dict = {}
+    tmp = Path(tempfile.mkdtemp(prefix="mmserve-voice-"))
+    try:
+        serve.run(build_app(app_args), name="voice", route_prefix="/")
+        wait_ready(url)
+        print(f"serving on {url}", flush=True)
+        if opts.serve_only:  # until SIGTERM (a background job ignores SIGINT), then the cleanup below
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            while True:
+                time.sleep(3600)
+        if "voice-chat" in scenarios:
+            report = load_tool(url, "voice-chat", opts.levels, tmp / "voice-chat.json", opts)
+            levels = [voice_chat_level(level) for level in report["levels"]]
+            results["voice-chat"] = {"levels": levels, "goal": goal(levels, "first_audio_ms")}
+        if "realtime" in scenarios:
+            report = load_tool(url, "realtime", opts.levels, tmp / "realtime.json", opts)
+            levels = [realtime_level(level) for level in report["levels"]]
+            results["realtime"] = {"levels": levels, "goal": goal(levels, "first_audio_after_speech_ms")}
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    flow = app_args.served_flows()["voice-chat"]
+    out = {
+        "tool": "scripts/bench_voice.py",
+        "command": "python scripts/bench_voice.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_at_start": load_start,
+                    "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "settings": {"config": "configs/local.yaml (voice-chat models only)", "asr": flow.asr, "llm": flow.llm,
+                     "tts": flow.tts, "max_new_tokens": flow.max_new_tokens, "clip": "tests/data/speech_en.wav",
+                     "realtime_silence_duration_ms": opts.silence_ms, "realtime_chunk_ms": opts.chunk_ms,
+                     "realtime_input_rate": 24000, "levels": opts.levels, "duration_s": opts.duration,
+                     "warmup_s": opts.warmup, "mode": "closed loop: each session starts its next turn at once"},
+        "scenarios": results,
+    }
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(json.dumps(out, indent=1, ensure_ascii=False))
+    print(f"wrote {opts.out}")
+
+
+# ---------------------------------------------------------------- the GPU check's case: runners only
+def speak_first_clause(llm_stream, tts, voice_args) -> dict:
+    """Feed the LLM's deltas through the flow's clause splitter and speak each clause until ChatTTS
+    gives a first chunk (a clause it refuses or gives no audio for is skipped, as the flow does)."""
+    from graphs.clauses import ClauseSplitter
+    from mmserve.errors import InvalidInput
+    from mmserve.protocol.tts import SpeechRequest
+
+    splitter = ClauseSplitter(min_chars=voice_args.min_clause_chars, max_chars=voice_args.max_clause_chars)
+    t = {"deltas": 0, "skipped_clauses": 0}
+
+    def spoken(clause: str) -> bool:
+        t.setdefault("first_clause_s", time.perf_counter())
+        try:
+            chunks = tts.stream(SpeechRequest(text=clause, seed=0))
+        except InvalidInput:
+            t["skipped_clauses"] += 1
+            return False
+        try:
+            chunk = next(chunks, None)
+        finally:
+            chunks.close()
+        if chunk is None:
+            t["skipped_clauses"] += 1
+            return False
+        t.update(first_audio_s=time.perf_counter(), clause_chars=len(clause))
+        return True
+
+    try:
+        for delta in llm_stream:
+            t["deltas"] += 1
+            t.setdefault("first_token_s", time.perf_counter())
+            if any(spoken(clause) for clause in splitter.feed(delta)):
+                return t
+        any(spoken(clause) for clause in splitter.flush())
+        return t
+    finally:
+        llm_stream.close()
+
+
+def voice_turn_figures(ctx: dict, turns: int) -> dict:
+    import statistics
+
+    from graphs.flows import FlowsArgs
+    from mmserve.media import decode_audio
+    from mmserve.protocol.llm import ChatMessage, GenerationParams
+    from mmserve.runners.asr import AsrArgs, AsrRunner
+    from mmserve.runners.llm import LlmArgs, LlmRunner
+    from mmserve.runners.tts import TtsArgs, TtsRunner
+    from scripts import gpu_bench as gb
+
+    tiny, device = ctx["tiny"], ctx["device"]
+    asr_device = "cpu"  # serve_config.yaml serves Paraformer on CPU (num_gpus 0)
+    dtype = "float32" if tiny else gb.production("qwen2.5-7b-instruct")["runner"].get("dtype", "bfloat16")
+    voice_args = FlowsArgs().args_of("voice-chat")
+    build = {
+        "asr": gb.build_once(gb.model_dir(ctx, "asr"), lambda d: gb.build_asr(d, tiny)),
+        "llm": gb.build_once(gb.model_dir(ctx, "llm"), lambda d: gb.build_llm(d, tiny, device, gb._dtype(dtype, device))),
+        "tts": gb.build_once(gb.model_dir(ctx, "tts"), lambda d: gb.build_tts(d, tiny)),
+    }
+    asr_dir = gb.model_dir(ctx, "asr")
+    with gb.Clock(device) as load:
+        asr = AsrRunner(AsrArgs(model=str(asr_dir / "paraformer"), vad_model=str(asr_dir / "vad"),
+                                punc_model=str(asr_dir / "punc"), device=asr_device, ncpu=min(os.cpu_count() or 1, 8)))
+        llm = LlmRunner(LlmArgs(model=str(gb.model_dir(ctx, "llm")), device=device, dtype=dtype,
+                                max_new_tokens=voice_args.max_new_tokens))
+        tts = TtsRunner(TtsArgs(model=str(gb.model_dir(ctx, "tts")), device=device,
+                                max_new_token=384 if device.startswith("cuda") else 16))
+    for runner in (asr, llm, tts):
+        runner.warmup()
+    speech = decode_audio((ROOT / "tests" / "data" / "speech_en.wav").read_bytes()).samples
+    runs = []
+    for _ in range(turns):
+        start = time.perf_counter()
+        text = asr.transcribe(speech).text.strip() or "Hello."  # random weights may recognise nothing
+        asr_end = time.perf_counter()
+        messages = [ChatMessage(role="system", content=voice_args.system_prompt), ChatMessage(role="user", content=text)]
+        stream = llm.stream(messages, GenerationParams(max_new_tokens=voice_args.max_new_tokens,
+                                                       temperature=voice_args.temperature))
+        t = speak_first_clause(stream, tts, voice_args)
+        if "first_audio_s" not in t:
+            raise RuntimeError(f"no clause of the reply gave audio ({t['deltas']} deltas, {t['skipped_clauses']} skipped)")
+        runs.append({"asr_ms": (asr_end - start) * 1000, "llm_first_token_ms": (t["first_token_s"] - start) * 1000,
+                     "first_clause_ms": (t["first_clause_s"] - start) * 1000,
+                     "first_audio_ms": (t["first_audio_s"] - start) * 1000, "deltas_to_first_clause": t["deltas"],
+                     "clause_chars": t["clause_chars"], "skipped_clauses": t["skipped_clauses"]})
+    median = {k: round(statistics.median(r[k] for r in runs), 1) for k in runs[0]}
+    return {"build": build, "load_s": round(load.s, 2), "load_peak_gib": load.peak_gib, "llm_dtype": dtype,
+            "asr_device": asr_device, "turns": len(runs), "median": median, "runs": runs,
+            "goal_first_audio_ms": GOAL_P50_MS, "goal_met": median["first_audio_ms"] <= GOAL_P50_MS,
+            "note": "random weights: the first clause ends where the splitter cuts random text (punctuation or "
+                    f"{voice_args.max_clause_chars} chars), not where a trained model would end it"}
+
+
+def main_gpu(argv: list[str]) -> int:
+    import traceback
+
+    from scripts import gpu_bench as gb
+
+    parser = argparse.ArgumentParser(prog="bench_voice.py gpu", description="voice chat's time to first audio, runners only")
+    parser.add_argument("--tiny", action="store_true", help="tiny models on CPU (the dry run)")
+    parser.add_argument("--device", default=None, help="LLM and TTS device (default cuda, cpu with --tiny)")
+    parser.add_argument("--work", default="/tmp/mmserve-gpu-work", help="model folders, shared with gpu_bench.py")
+    parser.add_argument("--turns", type=int, default=None, help="turns timed (default 3 on a GPU, 1 on CPU)")
+    parser.add_argument("--out", action="append", default=[], help="folder for gpu-voice.json (repeatable)")
+    args = parser.parse_args(argv)
+    device = args.device or ("cpu" if args.tiny else "cuda")
+    out_dirs = [Path(d) for d in args.out or [ROOT / "docs" / "bench"]]
+    record = {"name": "voice", "status": "started", "mode": f"{'tiny' if args.tiny else 'real-size'} on {device}",
+              "command": " ".join([Path(sys.executable).name, *sys.argv]), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "machine": gb.machine(), "measures": "one voice-chat turn through the runners: ASR -> LLM streamed to "
+              "its first clause -> ChatTTS streamed to its first chunk (time to first audio)"}
+    gb.write(record, out_dirs)
+    t0 = time.perf_counter()
+    try:
+        import torch
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError("no CUDA GPU visible")
+        gb.quiet_progress_bars()
+        torch.manual_seed(0)
+        ctx = {"tiny": args.tiny, "device": device, "work": Path(args.work)}
+        record.update(status="ok", figures=voice_turn_figures(ctx, args.turns or (3 if device.startswith("cuda") else 1)))
+    except Exception as exc:  # noqa: BLE001 -- recorded, as gpu_bench.py records its failures
+        record.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:])
+    record["wall_s"] = round(time.perf_counter() - t0, 2)
+    gb.write(record, out_dirs)
+    median = (record.get("figures") or {}).get("median")
+    print(json.dumps({"name": "voice", "status": record["status"], "wall_s": record["wall_s"], "median": median,
+                      "error": record.get("error")}))
+    return 0 if record["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    main()
