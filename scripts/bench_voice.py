@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,15 +45,12 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scripts.serving import free_port, wait_ready  # noqa: E402
+
 OUT = ROOT / "docs" / "bench" / "voice.json"
 GOAL_P50_MS = 600.0
 SERVER_TIMINGS = ("server_asr_ms", "server_llm_first_token_ms", "server_first_audio_ms", "server_total_ms")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def voice_stack(local):
@@ -68,19 +64,6 @@ def voice_stack(local):
                    flows=FlowsArgs(voice_chat=local.flows.voice_chat), gateway=local.gateway)
 
 
-def wait_ready(url: str, timeout_s: float = 900) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if requests.get(url + "/readyz", timeout=10).ok:
-                return
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url}/readyz not ready after {timeout_s:.0f} s")
-        time.sleep(1)
 
 
 def load_tool(url: str, route: str, levels: str, out: Path, opts: argparse.Namespace) -> dict:

@@ -28,7 +28,6 @@ import itertools
 import json
 import os
 import platform
-import socket
 import sys
 import tempfile
 import threading
@@ -48,6 +47,7 @@ import requests  # noqa: E402
 from scripts.loadtest.payloads import Payloads  # noqa: E402
 from scripts.loadtest.routes import ROUTES, Call, Options, parse_mix  # noqa: E402
 from scripts.loadtest.safety import check_loopback  # noqa: E402
+from scripts.serving import free_port, wait_ready  # noqa: E402
 
 OUT = ROOT / "docs" / "bench" / "soak.json"
 MB = 1024 * 1024
@@ -256,11 +256,6 @@ def plot(report: dict, path: Path) -> Path:
 
 # ---- running it ----
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def start_local_stack(models: Path | None) -> str:
     """configs/local.yaml on a Ray cluster started in this process; its base URL."""
@@ -282,17 +277,6 @@ def start_local_stack(models: Path | None) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def wait_ready(url: str, timeout_s: float = 900) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if requests.get(url + "/readyz", timeout=10).ok:
-                return
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url}/readyz not ready after {timeout_s:.0f} s")
-        time.sleep(1)
 
 
 def machine() -> dict:
