@@ -16,16 +16,16 @@ SAMPLE_RATE = 16000  # what the gateway decodes speech to, and what Paraformer a
 MAX_HOTWORD_CHARS = 32
 
 
-def checked_audio(samples, sample_rate: int) -> np.ndarray:
-    """Contiguous float32 mono audio at SAMPLE_RATE."""
+def checked_audio(samples, sample_rate: int, *, field: str = "samples") -> np.ndarray:
+    """Contiguous float32 mono audio at SAMPLE_RATE; InvalidInput names `field`."""
     if sample_rate != SAMPLE_RATE:
         raise InvalidInput(f"sample_rate must be {SAMPLE_RATE}, got {sample_rate}", field="sample_rate")
     if not isinstance(samples, np.ndarray) or samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating):
-        raise InvalidInput("samples must be a 1-D float array of mono audio", field="samples")
+        raise InvalidInput(f"{field} must be a 1-D float array of mono audio", field=field)
     if samples.size == 0:
-        raise InvalidInput("audio is empty", field="samples")
+        raise InvalidInput("audio is empty", field=field)
     if not np.isfinite(samples).all():
-        raise InvalidInput("audio contains NaN or infinite samples", field="samples")
+        raise InvalidInput("audio contains NaN or infinite samples", field=field)
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
