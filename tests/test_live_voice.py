@@ -243,6 +243,10 @@ def test_realtime_manual_turns_text_replies_and_cancel(voice_app):
                 await connection.input_audio_buffer.append(audio=b64_pcm(samples))
             started = await next_event(connection, {"input_audio_buffer.speech_started"}, seen)
             stopped = await next_event(connection, {"input_audio_buffer.speech_stopped"}, seen)
+            # sent faster than real time, the turn's audio is still all there when the VAD catches up
+            heard = await next_event(connection, {"conversation.item.input_audio_transcription.completed",
+                                                  "conversation.item.input_audio_transcription.failed"}, seen)
+            assert heard["type"].endswith("completed") and heard["transcript"].strip(), heard
             before = round(1000 * len(speech_pcm()) / RATE) + 1000  # the first turn's audio, then a second quiet
             assert before - 400 <= started["audio_start_ms"] < stopped["audio_end_ms"] <= before + 3200, (started,
                                                                                                       stopped)

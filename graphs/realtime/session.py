@@ -78,6 +78,7 @@ class RealtimeSession:
         self._speech: tuple[str, int] | None = None  # (item id, start sample) while the user speaks
         self._vad_state: bytes | None = None
         self._vad_origin = 0  # the session sample where the VAD's stream (its ms) starts
+        self._vad_heard = 0  # the session sample up to which the VAD has judged the audio
         self._vad_queue: asyncio.Queue = asyncio.Queue()
         self._vad_pending: list[np.ndarray] = []
         self._turns = asyncio.Lock()  # turns are transcribed, and answered, in the order they were spoken
@@ -184,8 +185,6 @@ class RealtimeSession:
         self._received += len(chunk)
         if self.turn_detection is not None:
             self._vad_queue.put_nowait(chunk)
-            if self._speech is None:
-                self._trim_buffer(self._received - int(IDLE_BUFFER_S * ASR_RATE))
 
     def _trim_buffer(self, keep_from: int) -> None:
         """Drop buffered audio before session sample `keep_from`."""
@@ -211,7 +210,7 @@ class RealtimeSession:
         self._speech = None
 
     def _restart_vad(self) -> None:
-        self._vad_state, self._vad_origin, self._vad_pending = None, self._received, []
+        self._vad_state, self._vad_origin, self._vad_heard, self._vad_pending = None, self._received, self._received, []
         while not self._vad_queue.empty():
             self._vad_queue.get_nowait()
 
@@ -244,6 +243,9 @@ class RealtimeSession:
             self._vad_state = step.state
             for kind, ms in step.events:
                 await (self._speech_started(ms) if kind == "start" else self._speech_stopped(ms))
+            self._vad_heard += len(samples)
+            if self._speech is None:  # only audio the VAD has judged silence goes: a client may send faster
+                self._trim_buffer(self._vad_heard - int(IDLE_BUFFER_S * ASR_RATE))  # than real time
 
     async def _speech_started(self, ms: int) -> None:
         if self._speech is not None or self.turn_detection is None:
