@@ -15,7 +15,10 @@ closed loop at each level of concurrent sessions, first on `voice-chat`, then on
   `response.output_audio.delta`, so it includes the silence the server waits for.
 
 Writes p50/p95 per level, the goal (p50 <= 600 ms with one session), the load average at start and
-end, the settings and the exact command. `--serve-only` starts the stack and waits (for trying the
+end, the settings and the exact command. Per level, `cpu_cores` says where the two cores went: CPU
+seconds per part of the stack (each deployment, Serve's proxy, the load tool) over wall seconds.
+`vad_cpu_ms_per_audio_s` times the streaming VAD alone (no Ray) at the two chunk sizes a realtime
+session uses, `gateway.realtime.vad_chunk_ms` in speech and `vad_listen_chunk_ms` otherwise. `--serve-only` starts the stack and waits (for trying the
 tool by hand).
 
     python scripts/bench_voice.py gpu [--tiny] [--work DIR] [--out DIR]
@@ -29,9 +32,11 @@ scripts/gpu_bench.py builds, with ASR on CPU as serve_config.yaml places it. Wri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -44,6 +49,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
 
 from scripts.serving import free_port, wait_ready  # noqa: E402
 
@@ -66,14 +73,92 @@ def voice_stack(local):
 
 
 
-def load_tool(url: str, route: str, levels: str, out: Path, opts: argparse.Namespace) -> dict:
-    """One closed-loop sweep of `python -m scripts.loadtest` on one route; its report."""
-    cmd = [sys.executable, "-m", "scripts.loadtest", "--url", url, "--routes", route, "--sweep", levels,
+def load_tool(url: str, route: str, level: int, out: Path, opts: argparse.Namespace,
+              deployments: tuple[str, ...]) -> dict:
+    """One closed-loop level of `python -m scripts.loadtest` on one route: its report, plus the CPU
+    each part of the stack used meanwhile (`cpu_cores`, warm-up included)."""
+    cmd = [sys.executable, "-m", "scripts.loadtest", "--url", url, "--routes", route, "--sweep", str(level),
            "--duration", str(opts.duration), "--warmup", str(opts.warmup), "--audio", "en",
            "--realtime-silence-ms", str(opts.silence_ms), "--realtime-chunk-ms", str(opts.chunk_ms),
            "--realtime-clip", "en", "--timeout", "120", "--out", str(out)]
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    return json.loads(out.read_text())
+    with CpuMeter(deployments) as cpu:
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    report = json.loads(out.read_text())
+    report["levels"][0]["cpu_cores"] = cpu.cores
+    return report
+
+
+def process_role(pid: int, deployments: tuple[str, ...]) -> str | None:
+    """A Ray worker's part of the stack from its process title: `ray::ServeReplica:<app>:<deployment>`
+    (plus `.<method>` while it runs one) gives the deployment, matched against the known names since
+    those may hold dots; `ray::ProxyActor` and the like give the actor's class. None: not Ray's."""
+    try:
+        title = " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return None
+    if not title.startswith("ray::"):
+        return None
+    name = title.removeprefix("ray::").split(" ", 1)[0]
+    if name.startswith("ServeReplica:"):
+        rest = name.split(":", 2)[-1]
+        return max((d for d in deployments if rest == d or rest.startswith(d + ".")), key=len, default=rest)
+    return name.split(".", 1)[0]
+
+
+class CpuMeter:
+    """CPU seconds of every Ray worker process (by role: each deployment, ProxyActor, ...) and of the
+    load tool (this process's children) over a `with` block, as cores: CPU seconds / wall seconds.
+    A replica that starts inside the block counts from its start; one that ends inside it is lost."""
+
+    def __init__(self, deployments: tuple[str, ...]):
+        self.deployments = deployments
+
+    def __enter__(self) -> "CpuMeter":
+        self._start, self._wall = self._sample(), time.monotonic()
+        self._children = self._children_cpu()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.monotonic() - self._wall
+        used: dict[str, float] = {}
+        for pid, (role, seconds) in self._sample().items():
+            before = self._start.get(pid)
+            used[role] = used.get(role, 0.0) + seconds - (before[1] if before and before[0] == role else 0.0)
+        used["load tool"] = self._children_cpu() - self._children
+        self.cores = {role: round(s / wall, 3) for role, s in sorted(used.items(), key=lambda kv: -kv[1])}
+
+    def _sample(self) -> dict[int, tuple[str, float]]:
+        out = {}
+        for proc in psutil.process_iter():
+            role = process_role(proc.pid, self.deployments)
+            if role is not None:
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    out[proc.pid] = (role, times.user + times.system)
+        return out
+
+    @staticmethod
+    def _children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+
+def vad_cpu_cost(vad_folder: Path, chunks_ms: tuple[int, ...] = (40, 120), seconds: int = 20) -> dict:
+    """CPU ms the streaming VAD spends per second of (near-silent) audio when fed `chunk_ms` at a time,
+    in this process, without Ray: what `vad_chunk_ms` and `vad_listen_chunk_ms` trade."""
+    import numpy as np
+
+    from mmserve.runners.asr import SAMPLE_RATE, StreamingVad
+
+    vad = StreamingVad(str(vad_folder), "cpu", 1)
+    audio = (np.random.default_rng(0).standard_normal(seconds * SAMPLE_RATE) * 1e-3).astype("float32")
+    out = {}
+    for chunk_ms in chunks_ms:
+        step, state, start = SAMPLE_RATE * chunk_ms // 1000, None, time.process_time()
+        for i in range(0, len(audio), step):
+            state = vad.step(state, audio[i:i + step], silence_ms=300, final=False).state
+        out[f"{chunk_ms}_ms_chunks"] = round((time.process_time() - start) * 1000 / seconds, 1)
+    return out
 
 
 def pick(p: dict | None, *keys: str) -> dict:
@@ -88,7 +173,8 @@ def voice_chat_level(level: dict) -> dict:
             "whole_reply_ms": pick(r["latency_ms"], "p50", "p95"),
             "server_timings_p50_ms": {k.removeprefix("server_"): (r["reported"].get(k) or {}).get("p50")
                                       for k in SERVER_TIMINGS},
-            "loadavg_before": level["loadavg_before"], "loadavg_after": level["loadavg_after"]}
+            "loadavg_before": level["loadavg_before"], "loadavg_after": level["loadavg_after"],
+            "cpu_cores": level["cpu_cores"]}
 
 
 def realtime_level(level: dict) -> dict:
@@ -103,7 +189,8 @@ def realtime_level(level: dict) -> dict:
                                 ("speech_stopped_after_speech_ms", "recognition_after_stop_ms",
                                  "first_audio_after_response_ms")},
             "vad_end_offset_p50_ms": (r["reported"].get("vad_end_offset_ms") or {}).get("p50"),
-            "loadavg_before": level["loadavg_before"], "loadavg_after": level["loadavg_after"]}
+            "loadavg_before": level["loadavg_before"], "loadavg_after": level["loadavg_after"],
+            "cpu_cores": level["cpu_cores"]}
 
 
 def goal(levels: list[dict], key: str) -> dict:
@@ -142,6 +229,8 @@ def main() -> None:
     app_args = voice_stack(load_app_args(ROOT / "configs" / "local.yaml"))
     http_port = free_port()
     url = f"http://127.0.0.1:{http_port}"
+    vad_cost = None if opts.serve_only or "realtime" not in scenarios else vad_cpu_cost(
+        models / "funasr" / "vad", (app_args.gateway.realtime.vad_chunk_ms, app_args.gateway.realtime.vad_listen_chunk_ms))
     load_start = [round(x, 2) for x in os.getloadavg()]
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
              runtime_env={"env_vars": {"MMSERVE_MODEL_ROOT": str(models), "HF_HUB_OFFLINE": "1",
@@ -157,13 +246,17 @@ def main() -> None:
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             while True:
                 time.sleep(3600)
+        sessions = [int(n) for n in opts.levels.split(",")]
+        deployments = (*(m.name for m in app_args.models), "gateway")
+
+        def level(route: str, n: int) -> dict:
+            return load_tool(url, route, n, tmp / f"{route}-{n}.json", opts, deployments)["levels"][0]
+
         if "voice-chat" in scenarios:
-            report = load_tool(url, "voice-chat", opts.levels, tmp / "voice-chat.json", opts)
-            levels = [voice_chat_level(level) for level in report["levels"]]
+            levels = [voice_chat_level(level("voice-chat", n)) for n in sessions]
             results["voice-chat"] = {"levels": levels, "goal": goal(levels, "first_audio_ms")}
         if "realtime" in scenarios:
-            report = load_tool(url, "realtime", opts.levels, tmp / "realtime.json", opts)
-            levels = [realtime_level(level) for level in report["levels"]]
+            levels = [realtime_level(level("realtime", n)) for n in sessions]
             results["realtime"] = {"levels": levels, "goal": goal(levels, "first_audio_after_speech_ms")}
     finally:
         serve.shutdown()
@@ -178,9 +271,12 @@ def main() -> None:
         "settings": {"config": "configs/local.yaml (voice-chat models only)", "asr": flow.asr, "llm": flow.llm,
                      "tts": flow.tts, "max_new_tokens": flow.max_new_tokens, "clip": "tests/data/speech_en.wav",
                      "realtime_silence_duration_ms": opts.silence_ms, "realtime_chunk_ms": opts.chunk_ms,
-                     "realtime_input_rate": 24000, "levels": opts.levels, "duration_s": opts.duration,
+                     "realtime_input_rate": 24000,
+                     "realtime_vad": app_args.gateway.realtime.model_dump(include={"vad_chunk_ms", "vad_listen_chunk_ms"}),
+                     "levels": opts.levels, "duration_s": opts.duration,
                      "warmup_s": opts.warmup, "mode": "closed loop: each session starts its next turn at once"},
         "scenarios": results,
+        "vad_cpu_ms_per_audio_s": vad_cost,
     }
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text(json.dumps(out, indent=1, ensure_ascii=False))

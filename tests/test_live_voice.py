@@ -31,10 +31,11 @@ from graphs.voice_chat import VoiceChatArgs
 from mmserve.config import DeploymentArgs
 from mmserve.media import decode_audio
 from tests.conftest import LOCAL_CONFIG
+from scripts.loadtest.realtime import speech_clip
 from tests.helpers import SPEECH_EN
 from tests.test_flows import read_events
 
-APP, LIMITS_APP = "voice", "voice-limits"
+APP, LIMITS_APP, VAD_APP = "voice", "voice-limits", "voice-vad"
 ASR, LLM, TTS = "paraformer", "qwen2.5-7b-instruct", "chattts"
 LONG_REPLY = 1000  # tokens; several clauses, each spoken while the LLM goes on
 CLAUSE_CODES = 800  # ChatTTS codes per clause (random weights rarely stop early): a whole clause takes far
@@ -64,21 +65,31 @@ def voice_app(ray_cluster):
     serve.delete(APP)
 
 
-@pytest.fixture(scope="module")
-def limits_url(voice_app):
-    """A second gateway with tight realtime limits and an API key, over the voice app's model replicas."""
+def second_gateway(voice_app, name: str, **update) -> str:
+    """Another gateway (one replica) with `update` to its settings, over the voice app's model replicas."""
     url, args = voice_app
-    base = url.rsplit("/", 1)[0]
     models = [{"name": m.name, "task": m.task, "family": m.family.name, "always_on": True, "default": True,
                "adapters": (), "handle": serve.get_deployment_handle(m.name, APP)} for m in args.models]
     gateway = args.gateway.model_copy(update={
-        "api_keys": [KEY],
-        "realtime": RealtimeArgs(max_sessions=1, idle_timeout_s=3, max_session_s=10, max_buffered_audio_s=1),
-        "deployment": args.gateway.deployment.model_copy(update={"num_replicas": 1, "autoscaling": None})})
-    serve.run(Gateway.options(name="gateway").bind(gateway, models, args.served_flows()), name=LIMITS_APP,
-              route_prefix="/" + LIMITS_APP)
-    yield f"{base}/{LIMITS_APP}"
+        **update, "deployment": args.gateway.deployment.model_copy(update={"num_replicas": 1, "autoscaling": None})})
+    serve.run(Gateway.options(name="gateway").bind(gateway, models, args.served_flows()), name=name,
+              route_prefix="/" + name)
+    return f"{url.rsplit('/', 1)[0]}/{name}"
+
+
+@pytest.fixture(scope="module")
+def limits_url(voice_app):
+    """A second gateway with tight realtime limits and an API key."""
+    yield second_gateway(voice_app, LIMITS_APP, api_keys=[KEY], realtime=RealtimeArgs(
+        max_sessions=1, idle_timeout_s=3, max_session_s=10, max_buffered_audio_s=1))
     serve.delete(LIMITS_APP)
+
+
+@pytest.fixture(scope="module")
+def coarse_listening_url(voice_app):
+    """A gateway whose VAD listens in 1 s chunks (and follows speech in 20 ms ones)."""
+    yield second_gateway(voice_app, VAD_APP, realtime=RealtimeArgs(vad_chunk_ms=20, vad_listen_chunk_ms=1000))
+    serve.delete(VAD_APP)
 
 
 def speech_pcm(rate: int = RATE) -> np.ndarray:
@@ -336,6 +347,30 @@ def test_realtime_limits_and_api_keys(limits_url):
             assert time.monotonic() - started >= 9.5
 
     asyncio.run(run())
+
+
+def test_once_speech_starts_the_vad_follows_it_in_small_chunks(coarse_listening_url):
+    """The VAD listens in large chunks (cheap: most of a session is silence) but follows speech in
+    small ones, so the end of a turn is heard as soon as enough silence has come, not once a whole
+    listening chunk has. Here the silence after the speech (400 ms) is less than one listening chunk
+    (1 s): fed to the VAD in listening chunks, it would wait for more audio and never end the turn."""
+    speech = np.frombuffer(speech_clip("en").pcm, "<i2").astype(np.float32) / 32768  # silence trimmed, 24 kHz
+
+    async def run() -> tuple[dict, dict]:
+        client = openai.AsyncOpenAI(base_url=coarse_listening_url + "/v1", api_key="unused", max_retries=0)
+        seen: list[dict] = []
+        async with client.realtime.connect(model=LLM) as connection:
+            await connection.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": {
+                "type": "server_vad", "silence_duration_ms": 200, "create_response": False}}}})
+            await next_event(connection, {"session.updated"}, seen)
+            await connection.input_audio_buffer.append(audio=b64_pcm(np.concatenate([np.zeros(RATE), speech])))
+            started = await next_event(connection, {"input_audio_buffer.speech_started"}, seen)
+            await connection.input_audio_buffer.append(audio=b64_pcm(np.zeros(int(0.4 * RATE), np.float32)))
+            stopped = await next_event(connection, {"input_audio_buffer.speech_stopped"}, seen, timeout=60)
+            return started, stopped
+
+    started, stopped = asyncio.run(run())
+    assert 600 <= started["audio_start_ms"] < stopped["audio_end_ms"] <= 1000 + 1000 * len(speech) / RATE + 400
 
 
 def test_the_proxy_guard_lifts_the_request_timeout_for_websockets():

@@ -39,8 +39,11 @@ class RealtimeArgs(Strict):
     idle_timeout_s: float = Field(120, gt=0, description="closed after this long without a client event, "
                                   "unless a turn or response is under way")
     max_buffered_audio_s: float = Field(60, gt=0, description="input audio held before a commit")
-    vad_chunk_ms: int = Field(100, ge=20, le=1000, description="audio per streaming-VAD call; less reacts "
-                              "sooner, more calls the ASR model less often")
+    vad_chunk_ms: int = Field(40, ge=20, le=1000, description="audio per streaming-VAD call while speech is under "
+                              "way: the end of a turn is heard this much sooner; more calls the ASR model less often")
+    vad_listen_chunk_ms: int = Field(120, ge=20, le=1000, description="audio per streaming-VAD call while waiting "
+                                     "for speech (most of a session): larger costs the ASR model less, and "
+                                     "hears the start of speech (and barge-in) up to this much later")
     max_history_messages: int = Field(20, ge=2, description="conversation turns sent to the LLM")
 
 
@@ -104,7 +107,7 @@ async def realtime(websocket: WebSocket, model: str | None = None, asr_model: st
             await websocket.send_text(json.dumps(event, ensure_ascii=False))
 
     session = RealtimeSession(flow, send, SessionLimits(args.max_buffered_audio_s, args.vad_chunk_ms,
-                                                        args.max_history_messages), model)
+                                                        args.vad_listen_chunk_ms, args.max_history_messages), model)
     opened = time.monotonic()
     try:
         await send(server_event("session.created", session=session.session_object()))

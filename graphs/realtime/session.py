@@ -42,7 +42,8 @@ class Conflict(MMServeError):
 @dataclass
 class SessionLimits:
     max_buffered_audio_s: float
-    vad_chunk_ms: int
+    vad_chunk_ms: int  # while speech is under way
+    vad_listen_chunk_ms: int  # while waiting for it
     max_history_messages: int
 
 
@@ -218,9 +219,12 @@ class RealtimeSession:
         return self._vad_origin + vad_ms * ASR_RATE // 1000
 
     async def _detect_turns(self) -> None:
-        """The VAD worker: feeds appended audio to the ASR model's streaming VAD, in order."""
-        min_samples = ASR_RATE * self.limits.vad_chunk_ms // 1000
+        """The VAD worker: feeds appended audio to the ASR model's streaming VAD, in order: in small
+        chunks during speech, so its end is heard soon; in larger ones while listening, which is
+        most of a session, so idle sessions cost the ASR model fewer calls."""
         while True:
+            min_samples = ASR_RATE * (self.limits.vad_listen_chunk_ms if self._speech is None
+                                      else self.limits.vad_chunk_ms) // 1000
             chunks = [await self._vad_queue.get()]
             while not self._vad_queue.empty():
                 chunks.append(self._vad_queue.get_nowait())
