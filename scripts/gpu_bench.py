@@ -520,6 +520,10 @@ def headline(r: dict) -> str:
                 f"TTFT {f['time_to_first_token_s']} s, peak {f['peak_gib']} GiB, load {f['load_s']} s")
     if "rtf" in f:
         return f"RTF {f['rtf']} on {f['audio_s']} s of audio, peak {f['peak_gib']} GiB, load {f['load_s']} s"
+    if "goal_first_audio_ms" in f:  # bench_voice.py gpu: one voice-chat turn through the runners
+        m = f["median"]
+        return (f"first audio {m['first_audio_ms']} ms (ASR {m['asr_ms']}, LLM first token {m['llm_first_token_ms']}), "
+                f"median of {f['turns']} turns, goal {f['goal_first_audio_ms']:g} ms {'met' if f['goal_met'] else 'missed'}")
     return ""
 
 
