@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from graphs.app import AppArgs, build_app, load_app_args  # noqa: E402
 from mmserve.config import AutoscalingArgs, BatchArgs, DeploymentArgs  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
+from scripts.serving import free_port  # noqa: E402
 
 OUT = ROOT / "docs" / "bench" / "autoscaling.json"
 # One replica holds one request at a time (target 1): each extra concurrent user asks for one
@@ -35,12 +35,6 @@ OUT = ROOT / "docs" / "bench" / "autoscaling.json"
 # step by up to that much; the look-back window must exceed it (Ray warns, and will refuse).
 SCALING = AutoscalingArgs(min_replicas=1, max_replicas=2, target_ongoing_requests=1,
                           upscale_delay_s=2, downscale_delay_s=6, look_back_period_s=12)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:

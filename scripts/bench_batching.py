@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,16 +39,11 @@ from mmserve.runners.image import ImageRunner  # noqa: E402
 from mmserve.runners.tts import TtsRunner  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
 from scripts.loadtest.payloads import Payloads  # noqa: E402
+from scripts.serving import free_port  # noqa: E402
 
 OUT = ROOT / "docs" / "bench"
 ROUTES = {"images": "image", "speech-whole": "tts"}  # load-tool route -> deployment
 IMAGE_SIZE, IMAGE_STEPS = "128x128", 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def app_args(batch_size: int) -> AppArgs:

@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from mmserve.runners.image import ImageRunner  # noqa: E402
 from mmserve.runners.llm import LlmRunner  # noqa: E402
 from mmserve.tiny import funasr as tiny_funasr  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
+from scripts.serving import free_port  # noqa: E402
 
 SPEECH = ROOT / "tests" / "data" / "speech_zh.wav"
 IMAGE_OPTIONS = {"width": 128, "height": 128, "seed": 0}
@@ -75,12 +75,6 @@ def timed_ms(fn) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class InProcessFlow:

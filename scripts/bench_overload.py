@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,15 +35,10 @@ sys.path.insert(0, str(ROOT))
 from graphs.app import AppArgs, build_app, load_app_args  # noqa: E402
 from mmserve.config import BatchArgs, DeploymentArgs  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
+from scripts.serving import free_port  # noqa: E402
 
 OUT = ROOT / "docs" / "bench" / "overload.json"
 TASK_OF_ROUTE = {"images": "image", "transcribe": "asr"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load_tool(url: str, route: str, out: Path, *extra: str, duration: float) -> dict:

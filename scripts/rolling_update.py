@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ import yaml  # noqa: E402
 
 from scripts.loadtest.payloads import Payloads  # noqa: E402
 from scripts.loadtest.routes import ROUTES, Call, Options  # noqa: E402
+from scripts.serving import free_port  # noqa: E402
 
 OUT = ROOT / "docs" / "bench" / "rolling-update.json"
 LOCAL = ROOT / "configs" / "local.yaml"
@@ -198,12 +198,6 @@ def wait_for(predicate, what: str, timeout_s: float, interval_s: float = 0.5):
 
 
 # ---- the recorded run ----
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def app_details(dashboard: str, name: str) -> dict | None:
     from scripts.loadtest.replicas import ray_token

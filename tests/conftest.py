@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.serving import free_port
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -66,8 +68,8 @@ def ray_cluster(tiny_models):
     from graphs.proxy_guard import IMPORT_PATH
 
     os.environ["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] = IMPORT_PATH  # read by Serve's proxy at start
-    port = _free_port()
-    os.environ["MMSERVE_TEST_METRICS_PORT"] = str(metrics_port := _free_port())
+    port = free_port()
+    os.environ["MMSERVE_TEST_METRICS_PORT"] = str(metrics_port := free_port())
     ray.init(
         num_cpus=16, num_gpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
         _metrics_export_port=metrics_port,
@@ -78,12 +80,6 @@ def ray_cluster(tiny_models):
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
     ray.shutdown()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 LOCAL_CONFIG = Path(__file__).parents[1] / "configs" / "local.yaml"
