@@ -46,8 +46,9 @@ def decode_audio(
 
 
 def pcm16(samples: np.ndarray) -> bytes:
-    """Float samples in [-1, 1] as 16-bit little-endian PCM (raw audio for streams and realtime)."""
-    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    """Float samples in [-1, 1] as 16-bit little-endian PCM (raw audio for streams and realtime),
+    rounded to the nearest step (a cast alone truncates toward zero: a bias at low levels)."""
+    return np.rint(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 
 def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
