@@ -9,6 +9,17 @@ fi
 . .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 python -m pip install -q --upgrade pip
+# A first install takes about 9 GB in .venv (torch and its CUDA libraries), and pip's downloads more:
+# say so up front instead of failing half-way with "No space left on device".
+NEED_GB=${MMSERVE_SETUP_NEED_GB:-12}
+if ! python -c "import torch" 2>/dev/null; then
+  free_gb=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
+  if [ "$free_gb" -lt "$NEED_GB" ]; then
+    echo "scripts/setup.sh: $free_gb GB free under $PWD; a first install needs about $NEED_GB GB" \
+         "(MMSERVE_SETUP_NEED_GB=0 skips this check)" >&2
+    exit 1
+  fi
+fi
 # One resolve for everything: the torch/torchvision/torchaudio trio is pinned in pyproject.toml.
 python -m pip install -q -e '.[dev]'
 # Headless Chromium for tests/test_playground.py (Playwright drives it; it never downloads a browser of
