@@ -135,7 +135,9 @@ async def serve_session(websocket: WebSocket, session: RealtimeSession, args: Re
             message = await asyncio.wait_for(websocket.receive(), timeout=max(0.0, min(ends, idle_ends)
                                                                                 - time.monotonic()))
         except TimeoutError:
-            if time.monotonic() >= ends:
+            # Which deadline was waited for, not the clock: uvloop (Serve's loop) fires timers up to
+            # 1 ms early, so at the session's end `monotonic() < ends` and it looked like idleness.
+            if ends <= idle_ends:
                 await session.send(error_event(SessionExpired(
                     f"the session reached its maximum length of {args.max_session_s:g} s")))
                 await websocket.close(code=1000, reason="session_expired")
