@@ -27,6 +27,7 @@ from graphs.app import AppArgs, build_app, load_app_args
 from graphs.flows import FlowsArgs
 from graphs.gateway import Gateway
 from graphs.realtime import RealtimeArgs
+from graphs.realtime.audio import encode_pcm16
 from graphs.voice_chat import VoiceChatArgs
 from mmserve.config import DeploymentArgs
 from mmserve.media import decode_audio
@@ -97,7 +98,7 @@ def speech_pcm(rate: int = RATE) -> np.ndarray:
 
 
 def b64_pcm(samples: np.ndarray) -> str:
-    return base64.b64encode((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()).decode()
+    return encode_pcm16(samples)
 
 
 def test_first_audio_leaves_before_the_llm_has_finished(voice_app):

@@ -10,7 +10,6 @@ session length, buffered audio and an idle timeout.
 
 import asyncio
 import json
-import logging
 import time
 
 from fastapi import APIRouter, WebSocket
@@ -18,14 +17,12 @@ from pydantic import Field
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from graphs.realtime.events import error_event, parse_client_event, server_event
-from graphs.realtime.session import RealtimeSession, SessionLimits
+from graphs.realtime.session import RealtimeSession, SessionLimits, log
 from graphs.services import Unauthorized, authorized, services
 from mmserve import metrics
 from mmserve.config import Strict
 from mmserve.errors import InvalidInput, MMServeError
 
-# A child of Serve's "ray.serve" logger, so the lines land in the gateway replica's log file.
-log = logging.getLogger("ray.serve.mmserve.realtime")
 router = APIRouter()
 KEY_SUBPROTOCOL = "openai-insecure-api-key."  # browsers cannot set headers; OpenAI reads the key from here
 _open_sessions = 0

@@ -27,7 +27,8 @@ from mmserve import metrics
 from mmserve.errors import InvalidInput, MMServeError, PayloadTooLarge
 from mmserve.protocol.llm import ChatMessage
 
-log = logging.getLogger("ray.serve.mmserve.realtime")  # into the gateway replica's log file
+# A child of Serve's "ray.serve" logger, so the lines land in the gateway replica's log file.
+log = logging.getLogger("ray.serve.mmserve.realtime")
 
 ASR_RATE = 16000
 IDLE_BUFFER_S = 1.0  # without speech, the buffer keeps this much (the start of a turn VAD finds late)
@@ -223,12 +224,12 @@ class RealtimeSession:
         chunks during speech, so its end is heard soon; in larger ones while listening, which is
         most of a session, so idle sessions cost the ASR model fewer calls."""
         while True:
-            min_samples = ASR_RATE * (self.limits.vad_listen_chunk_ms if self._speech is None
-                                      else self.limits.vad_chunk_ms) // 1000
             chunks = [await self._vad_queue.get()]
             while not self._vad_queue.empty():
                 chunks.append(self._vad_queue.get_nowait())
             self._vad_pending.extend(chunks)
+            min_samples = ASR_RATE * (self.limits.vad_listen_chunk_ms if self._speech is None
+                                      else self.limits.vad_chunk_ms) // 1000
             if sum(len(c) for c in self._vad_pending) < min_samples or self.turn_detection is None:
                 continue
             samples, self._vad_pending = np.concatenate(self._vad_pending), []
