@@ -50,6 +50,29 @@ def test_chat_counts(runner, max_new):
     assert (result.finish_reason == "length") <= (result.completion_tokens == max_new)
 
 
+def test_min_new_tokens_holds_back_the_end_of_a_reply(model_dir):
+    """A model that ends every reply at once (its head makes end-of-sequence win at each step) runs to
+    the configured minimum, and a request asking for fewer tokens than that gets what it asked for."""
+
+    def runner_that_ends_at_once(min_new: int) -> LlmRunner:
+        runner = LlmRunner(LlmArgs(model=str(model_dir), device="cpu", max_new_tokens=32, min_new_tokens=min_new))
+        old = runner.model.lm_head
+        head = runner.model.lm_head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+        head.bias.data[min(runner._eos_ids)] = 10.0
+        return runner
+
+    greedy = GenerationParams(max_new_tokens=20, temperature=0)
+    assert runner_that_ends_at_once(0).chat(HELLO, greedy).completion_tokens == 1
+    held = runner_that_ends_at_once(6)
+    result = held.chat(HELLO, greedy)
+    assert (result.completion_tokens, result.finish_reason) == (7, "stop")  # six tokens, then the end
+    assert "".join(held.stream(HELLO, greedy)) == result.text
+    capped = held.chat(HELLO, GenerationParams(max_new_tokens=3, temperature=0))
+    assert (capped.completion_tokens, capped.finish_reason) == (3, "length")
+
+
 def test_request_cannot_exceed_the_configured_cap(runner):
     assert runner.chat(HELLO, GenerationParams(max_new_tokens=10_000, temperature=0)).completion_tokens <= 32
 

@@ -50,6 +50,18 @@ def test_synthesize_zh_and_en(runner):
     _check_audio(en, 2)
 
 
+def test_min_new_token_holds_every_sentence_to_its_length(model_dir):
+    """Random weights may end a sentence at any code (on the tiny model, seed 1 ends after 13 of 32);
+    min_new_token masks ChatTTS's end-of-audio until then, so each sentence here runs all 32."""
+    runner = TtsRunner(TtsArgs(model=str(model_dir), device="cpu", max_new_token=MAX_NEW_TOKEN,
+                               min_new_token=MAX_NEW_TOKEN, stream_batch=8))
+    for seed in range(4):
+        (wav,) = runner.synthesize([SpeechRequest(text="One single sentence", seed=seed)])
+        assert wav.size >= (MAX_NEW_TOKEN - 1) * SAMPLES_PER_CODE, (seed, wav.size)
+    with pytest.raises(ValidationError, match="min_new_token"):
+        TtsArgs(model=str(model_dir), max_new_token=8, min_new_token=9)
+
+
 def test_voice_and_seed_choices(runner):
     requests = [
         SpeechRequest(text="你好。", voice="male_1", seed=1),

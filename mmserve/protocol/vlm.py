@@ -22,6 +22,7 @@ class VlmRequest:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    min_new_tokens: int = 0  # set by the runner from its config, never by a client
 
 
 @dataclass

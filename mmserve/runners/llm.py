@@ -58,6 +58,9 @@ class LlmArgs(BaseModel):
         "none", description="bitsandbytes weight quantization at load time (transformers backend, CUDA only)"
     )
     max_new_tokens: int = Field(512, ge=1, description="Default and upper bound for generated tokens per request")
+    min_new_tokens: int = Field(
+        0, ge=0, description="fewest tokens a reply runs to (end-of-sequence is masked until then; capped by the "
+        "request's max): 0 for real weights, which end where the answer ends; random test weights may end at once")
     max_input_tokens: int = Field(4096, ge=1, description="Longest accepted prompt, chat template included")
     lmdeploy_engine: LmdeployEngine = "turbomind"
     session_len: SessionLen = None
@@ -249,6 +252,8 @@ class LlmRunner:
             stopping_criteria=criteria,
             streamer=streamer,
         )
+        if self.args.min_new_tokens:
+            kw["min_new_tokens"] = min(self.args.min_new_tokens, max_new)
         if params.temperature == 0:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
@@ -346,7 +351,8 @@ class _LmdeployStream(ChatStream):
 
     def __init__(self, runner: LlmRunner, messages: Sequence[ChatMessage], params: GenerationParams, max_new: int):
         config = generation_config(
-            max_new_tokens=max_new, temperature=params.temperature, top_p=params.top_p, seed=params.seed
+            max_new_tokens=max_new, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
+            min_new_tokens=min(runner.args.min_new_tokens, max_new),
         )
         prompt = [{"role": m.role, "content": m.content} for m in messages]
         self._request = LmdeployRequest(runner.pipe, prompt, config)

@@ -144,7 +144,8 @@ def check_seed(seed: int | None) -> None:
         raise InvalidInput(f"seed must be in [0, 2**64), got {seed}", field="seed")
 
 
-def generation_config(*, max_new_tokens: int, temperature: float, top_p: float, seed: int | None):
+def generation_config(*, max_new_tokens: int, temperature: float, top_p: float, seed: int | None,
+                      min_new_tokens: int = 0):
     """``GenerationConfig`` for one request; temperature 0 is greedy decoding.
 
     lmdeploy asserts ``0 <= temperature <= 2`` when the config is built, so larger values are
@@ -162,6 +163,7 @@ def generation_config(*, max_new_tokens: int, temperature: float, top_p: float, 
         temperature=temperature if sampling else 1.0,
         top_p=top_p if sampling else 1.0,
         random_seed=seed,
+        min_new_tokens=min_new_tokens or None,
     )
 
 

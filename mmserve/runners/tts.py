@@ -56,6 +56,9 @@ class TtsArgs(BaseModel):
     model: str = Field(description="local ChatTTS folder holding asset/ (loaded with source='custom')")
     device: str = Field("auto", description="auto | cpu | cuda[:n]")
     max_new_token: int = Field(2048, ge=1, description="most audio codes per sentence (~21 ms each)")
+    min_new_token: int = Field(
+        0, ge=0, description="fewest audio codes per sentence: ChatTTS masks end-of-audio until then. 0 with "
+        "real weights, which end a sentence where its speech ends; random test weights may end at once")
     max_text_chars: int = Field(500, ge=1, description="longest input text accepted")
     max_sentence_chars: int = Field(120, ge=8, description="longer sentences are split at commas, then hard-wrapped")
     max_batch_sentences: int = Field(8, ge=1, description="most sentences in one GPT batch")
@@ -71,6 +74,12 @@ class TtsArgs(BaseModel):
         "female_1", description="voice when a request names none; None = no speaker prompt"
     )
     compile: bool = Field(False, description="torch.compile the GPT (CUDA only; ChatTTS ignores it on CPU)")
+
+    @model_validator(mode="after")
+    def _min_below_max(self):
+        if self.min_new_token > self.max_new_token:
+            raise ValueError(f"min_new_token {self.min_new_token} is above max_new_token {self.max_new_token}")
+        return self
 
     @model_validator(mode="after")
     def _default_voice_known(self):
@@ -266,6 +275,7 @@ class TtsRunner:
                 prompt=f"[speed_{speed}]",
                 spk_emb=spk_emb,
                 max_new_token=self.args.max_new_token,
+                min_new_token=self.args.min_new_token,
                 manual_seed=seed,
                 show_tqdm=False,
                 stream_batch=self.args.stream_batch,

@@ -61,6 +61,9 @@ class VlmArgs(BaseModel):
     max_images: int = Field(4, ge=0, description="Most images one request may carry.")
     allow_text_only: bool = Field(True, description="Accept questions without an image.")
     max_new_tokens: int = Field(512, ge=1, description="Cap on generated tokens; larger requests are capped.")
+    min_new_tokens: int = Field(
+        0, ge=0, description="fewest tokens a reply runs to (end-of-sequence is masked until then; capped by the "
+        "request's max): 0 for real weights, which end where the answer ends; random test weights may end at once")
     max_image_pixels: int | None = Field(
         4096 * 4096, ge=1, description="Largest width*height accepted per image (None: no limit)."
     )
@@ -102,7 +105,8 @@ class VlmStream(Iterator[str]):
 
 
 class VlmBackend(Protocol):
-    """What the runner needs from an engine; requests arrive validated, max_new_tokens filled in."""
+    """What the runner needs from an engine; requests arrive validated, max_new_tokens and min_new_tokens
+    filled in."""
 
     def stream(self, req: VlmRequest) -> VlmStream: ...
 
@@ -153,6 +157,8 @@ class TransformersVlmBackend:
 
     def _generate_kwargs(self, req: VlmRequest) -> dict:
         kwargs = {"max_new_tokens": req.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if req.min_new_tokens:
+            kwargs["min_new_tokens"] = req.min_new_tokens
         if req.temperature > 0:
             kwargs.update(do_sample=True, temperature=req.temperature, top_p=req.top_p)
         else:  # override sampling defaults a checkpoint's generation_config may carry
@@ -186,7 +192,8 @@ class LmdeployVlmBackend:
     @staticmethod
     def _gen_config(req: VlmRequest):
         return generation_config(
-            max_new_tokens=req.max_new_tokens, temperature=req.temperature, top_p=req.top_p, seed=req.seed
+            max_new_tokens=req.max_new_tokens, temperature=req.temperature, top_p=req.top_p, seed=req.seed,
+            min_new_tokens=req.min_new_tokens,
         )
 
     def stream(self, req: VlmRequest) -> VlmStream:
@@ -324,7 +331,9 @@ class VlmRunner:
         if not 0 < req.top_p <= 1:
             raise InvalidInput("top_p must be in (0, 1]", field="top_p")
         check_seed(req.seed)
-        return dataclasses.replace(req, images=images, max_new_tokens=min(max_new, args.max_new_tokens))
+        max_new = min(max_new, args.max_new_tokens)
+        return dataclasses.replace(req, images=images, max_new_tokens=max_new,
+                                   min_new_tokens=min(args.min_new_tokens, max_new))
 
 
 TRANSFORMERS = Family("transformers-vlm", "vlm", VlmArgs, VlmRunner)
