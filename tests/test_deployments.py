@@ -112,7 +112,8 @@ def test_a_client_that_leaves_stops_transformers_generation(tiny_models, monkeyp
     real_put = llm._TokenQueue.put
     monkeypatch.setattr(llm._TokenQueue, "put", lambda self, value: tokens.append(1) or real_put(self, value))
     replica = ChatLLM.func_or_class(ModelArgs(
-        name="m", runner=LlmArgs(model=str(tiny_models / "qwen"), device="cpu", max_new_tokens=1500),
+        name="m", runner=LlmArgs(model=str(tiny_models / "qwen"), device="cpu", max_new_tokens=1500,
+                                              min_new_tokens=1500),
         deployment=DeploymentArgs(warmup=False)))
     gc.unfreeze()
     streams = []
@@ -147,14 +148,29 @@ def test_a_stream_that_fails_raises_in_the_consumer():
     assert closed == [True]
 
 
-def test_a_stream_runs_at_most_ahead_items_in_front_of_its_consumer():
-    """A slow client must not let a producer buffer a whole generation (or audio clip) in memory."""
+def test_a_stream_runs_at_most_ahead_items_in_front_of_its_consumer(monkeypatch):
+    """A slow client must not let a producer buffer a whole generation (or audio clip) in memory.
+
+    The producer waits on a semaphore of `ahead` permits: once it has found no room (an acquire that
+    timed out), it is parked, and nothing more can come. With no bound it never parks and runs past
+    the limit, so the test fails either way it goes wrong, and needs no observation window."""
     import asyncio
     import itertools
+    import threading
     import time
 
     from deployments.common import iterate_in_thread
 
+    parked = threading.Event()
+
+    class Room(threading.Semaphore):
+        def acquire(self, blocking=True, timeout=None):
+            got = super().acquire(blocking, timeout)
+            if not got:
+                parked.set()
+            return got
+
+    monkeypatch.setattr(threading, "Semaphore", Room)
     produced = []
 
     def endless():
@@ -166,14 +182,13 @@ def test_a_stream_runs_at_most_ahead_items_in_front_of_its_consumer():
         stream = iterate_in_thread(endless(), ahead=4)
         assert await stream.__anext__() == 0
         deadline = time.monotonic() + 120
-        while len(produced) < 5:  # the producer fills what it may
-            assert time.monotonic() < deadline
+        while not parked.is_set():
+            assert len(produced) <= 4 + 2, f"the producer ran {len(produced)} items ahead"
+            assert time.monotonic() < deadline, "the producer neither parked nor ran ahead"
             await asyncio.sleep(0.01)
-        # Not synchronisation: a window to observe that nothing more happens (an unbounded producer makes
-        # thousands of items in it). A busy machine can only shorten what it sees, never fail the test.
-        await asyncio.sleep(0.3)
         count = len(produced)
         await stream.aclose()
         return count
 
-    assert asyncio.run(read_one_then_wait()) <= 4 + 2
+    # one read, 4 in flight, and the item the producer holds while it waits for room
+    assert asyncio.run(read_one_then_wait()) == 1 + 4 + 1

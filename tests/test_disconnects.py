@@ -47,8 +47,8 @@ def app_url(ray_cluster):
 
     gateway = local.gateway.model_copy(update={"limits": local.gateway.limits.model_copy(update={"max_steps": 1000})})
     args = AppArgs(
-        models=[model(ASR), model(LLM, max_new_tokens=LONG_REPLY, adapters={}), model(TTS, max_new_token=2048),
-                model(IMAGE)],
+        models=[model(ASR), model(LLM, max_new_tokens=LONG_REPLY, min_new_tokens=LONG_REPLY, adapters={}),
+                model(TTS, max_new_token=2048, min_new_token=2048), model(IMAGE)],
         flows=FlowsArgs(voice_chat=VoiceChatArgs(max_new_tokens=LONG_REPLY, temperature=0.0)),
         gateway=gateway)
     serve.run(build_app(args), name=APP, route_prefix="/" + APP)
@@ -227,7 +227,7 @@ def test_batched_speech_stops_only_when_all_its_requests_left(tiny_models):
     from mmserve.protocol.tts import SpeechRequest
     from mmserve.runners.tts import TtsArgs, TtsRunner
 
-    runner = TtsRunner(TtsArgs(model=str(tiny_models / "chattts"), device="cpu", max_new_token=600))
+    runner = TtsRunner(TtsArgs(model=str(tiny_models / "chattts"), device="cpu", max_new_token=600, min_new_token=600))
     # unseeded, same settings: all four sentences share one GPT batch, which runs until its longest ends
     requests = [SpeechRequest(text="One long sentence to speak."),
                 SpeechRequest(text="Another long sentence. And one more. And the last one.")]
