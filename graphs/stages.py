@@ -28,6 +28,9 @@ log = logging.getLogger("ray.serve")
 REPLICA_LOSS = (RayActorError, WorkerCrashedError, NodeDiedError, LocalRayletDiedError, ObjectLostError,
                 ReplicaUnavailableError, DeploymentUnavailableError)
 
+# Logged by the gateway each time it sends a call again because the replica holding it died.
+RESENT = "its replica died before answering; sending the call once more"
+
 _deadlines: dict[str, float] = {}
 
 
@@ -68,7 +71,7 @@ async def run_stage(name: str, call: DeploymentHandle | Awaitable[T], *args: Any
         except Exception as exc:
             if not replica_lost(exc):
                 raise
-            log.warning("stage %s: its replica died before answering; sending the call once more", name)
+            log.warning("stage %s: %s", name, RESENT)
         try:
             return await _within(_send(call, args, kwargs), name, ends)
         except StageTimeout:
@@ -96,7 +99,7 @@ async def stream_stage(name: str, method: DeploymentHandle, *args: Any, **kwargs
         except Exception as exc:
             stream.cancel()
             if attempt == 1 and replica_lost(exc):
-                log.warning("stage %s: its replica died before streaming; sending the call once more", name)
+                log.warning("stage %s: %s (before its first item)", name, RESENT)
                 continue
             raise stage_error(name, exc) from None
     finished = False
