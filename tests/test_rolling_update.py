@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -70,6 +71,33 @@ def models(tiny_models, tmp_path) -> Path:
     return tmp_path
 
 
+class ServingFloor:
+    """The fewest RUNNING replicas each deployment had while a change was applied, read from Serve
+    every 0.1 s on a thread of its own. A zero is a stretch in which that deployment could serve
+    nothing: what a surge (start the replacement, then stop the old replica) rules out. Replica
+    start-up takes seconds here, so a restart in place is always seen."""
+
+    def __init__(self):
+        self.low: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="serving-floor", daemon=True)
+
+    def __enter__(self) -> "ServingFloor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.1):
+            app = details()
+            for name, deployment in (app or {}).get("deployments", {}).items():
+                serving = sum(r["state"] == "RUNNING" for r in deployment.get("replicas", []))
+                self.low[name] = min(self.low.get(name, serving), serving)
+
+
 def test_serve_deploy_of_a_changed_config_fails_no_request(ray_cluster, models):
     base = base_config(models, ray_cluster)
     serve_deploy(base)
@@ -82,14 +110,17 @@ def test_serve_deploy_of_a_changed_config_fails_no_request(ray_cluster, models):
         for change in steps:
             old = replica_ids(details())
             sent_before, start = load.count_since(0), time.monotonic()
-            serve_deploy(change.config)
-            after = replica_ids(wait_for_update(change, details, old, DEADLINE_S))
+            with ServingFloor() as floor:
+                serve_deploy(change.config)
+                after = replica_ids(wait_for_update(change, details, old, DEADLINE_S))
             windows[change.what] = summarize(load.between(start, time.monotonic()))
             assert windows[change.what]["requests"], f"no request in flight during {change.what}"
             if change.in_place:  # reconfigured, not restarted
                 assert after == old, change.what
             else:  # every replica of the app is new, and the new replica count holds
                 assert all(not after[name] & old.get(name, set()) for name in after), change.what
+                # and each deployment had a replica serving all along: the replacement ran before the old one went
+                assert set(floor.low) == set(after) and min(floor.low.values()) >= 1, (change.what, floor.low)
                 assert {n: len(ids) for n, ids in after.items()} == expected_replicas(change.config), change.what
             # Load kept flowing through the update and after it.
             wait_for(lambda n=sent_before + 4: load.count_since(0) >= n, f"answers after {change.what}", DEADLINE_S)
