@@ -26,11 +26,18 @@ def test_sweep_writes_a_report_and_a_plot(local_stack, tmp_path):
     report = json.loads(out.read_text())
     assert [level["users"] for level in report["levels"]] == [1, 2]
     for level in report["levels"]:
+        busy_ms, longest_ms = 0.0, 0.0
         for name in ("transcribe", "images", "chat", "speech"):
             route = level["routes"][name]
             assert route["requests"] > 0 and route["errors"] == {}, (name, route)
             lat = route["latency_ms"]
-            assert lat["p50"] <= lat["p90"] <= lat["p99"]
+            assert lat["min"] > 0
+            busy_ms += lat["mean"] * route["ok"]
+            longest_ms = max(longest_ms, lat["max"])
+        # Closed loop: each user's requests follow one another, so their latencies add up to at most
+        # the users' time in the window plus one request's overrun (latency timed from anything but
+        # each request's own start, or counted twice, breaks this).
+        assert busy_ms <= level["users"] * (level["window_s"] * 1000 + longest_ms), (busy_ms, level["window_s"])
         assert level["routes"]["transcribe"]["rtf"]["p50"] > 0
         assert level["routes"]["chat"]["ttft_ms"]["p50"] > 0
         assert level["routes"]["speech"]["first_audio_ms"]["p50"] > 0

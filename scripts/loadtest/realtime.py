@@ -170,11 +170,15 @@ def one_turn(base_url: str, speech: Speech, *, silence_ms: int, chunk_ms: int, t
         receiver = threading.Thread(target=receive, args=(ws, turn), daemon=True)
         receiver.start()
         start = time.perf_counter()
-        spoken_s = stream_at_real_time(ws, speech.pcm, chunk_ms, start)
-        speech_end = time.perf_counter()  # the chunk holding the last speech sample has just left
-        deadline = speech_end + timeout_s
-        stream_at_real_time(ws, b"", chunk_ms, start + spoken_s,
-                            until=lambda: turn.finished.is_set() or time.perf_counter() > deadline)
+        try:
+            spoken_s = stream_at_real_time(ws, speech.pcm, chunk_ms, start)
+            speech_end = time.perf_counter()  # the chunk holding the last speech sample has just left
+            deadline = speech_end + timeout_s
+            stream_at_real_time(ws, b"", chunk_ms, start + spoken_s,
+                                until=lambda: turn.finished.is_set() or time.perf_counter() > deadline)
+        except ConnectionClosed:  # the server closed mid-turn: what it sent before closing says why
+            receiver.join(timeout=timeout_s)
+            raise TurnFailed(turn.error or "the server closed the session mid-turn") from None
         if not turn.finished.is_set():
             raise TurnFailed(f"no response.done within {timeout_s:g} s of the end of speech")
     receiver.join(timeout=5)

@@ -8,7 +8,6 @@ during warm-up but finished in the window counts for throughput and not for late
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
@@ -96,8 +95,3 @@ def summarize_level(result: dict, mix: dict[str, int], raw: bool = False) -> dic
     return {"window_s": round(t1 - t0, 3), "unfinished_after_drain": result["unfinished"],
             "late_starts": result["late_starts"], "routes": routes, "totals": totals}
 
-
-def ordered(p: dict | None) -> bool:
-    """p50 <= p90 <= p99 (what a report must satisfy; NaN-free)."""
-    return p is not None and all(not math.isnan(p[k]) for k in ("p50", "p90", "p99")) \
-        and p["p50"] <= p["p90"] <= p["p99"]
