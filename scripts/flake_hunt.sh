@@ -9,7 +9,8 @@ N=${1:-5}
 shift $(( $# > 0 ? 1 : 0 ))
 FILES=(tests/test_realtime_timeouts.py tests/test_live_voice.py tests/test_speech_sse.py tests/test_faults.py
        tests/test_disconnects.py tests/test_autoscaling.py)
-bash scripts/setup.sh >/dev/null || exit 1
+setup_log=$(mktemp /tmp/mmserve-flake-setup.XXXXXX)
+bash scripts/setup.sh >"$setup_log" 2>&1 || { cat "$setup_log"; exit 1; }
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 export MMSERVE_TEST_MODELS=${MMSERVE_TEST_MODELS:-$(mktemp -d /tmp/mmserve-flake-models.XXXXXX)}
