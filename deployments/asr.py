@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from ray import serve
 
+from deployments import metrics
 from deployments.common import ModelReplica, in_thread, timed
-from mmserve import metrics
 from mmserve.catalog import ModelArgs
 from mmserve.protocol.asr import Transcript, VadStep
 from mmserve.runners.speech_input import SAMPLE_RATE

@@ -16,24 +16,22 @@ from pydantic import BaseModel
 
 from mmserve.catalog import ModelArgs
 from mmserve.config import BatchArgs, resolve_model_path
-from mmserve.devices import assigned_gpu_fraction, cap_gpu_memory, check_device, resolve_device
+from mmserve.devices import cap_gpu_memory, check_device, resolve_device
 
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
 
-MODEL_PATH_FIELDS = ("model", "vad_model", "punc_model")
-
-
-def with_resolved_paths(runner_args: BaseModel) -> BaseModel:
-    """A copy of runner args whose local model folders are absolute (replicas have another cwd)."""
-    updates = {
-        name: resolve_model_path(value)
-        for name in MODEL_PATH_FIELDS
-        if isinstance(value := getattr(runner_args, name, None), str)
-    }
-    if adapters := getattr(runner_args, "adapters", None):  # LoRA adapter folders (transformers-llm)
-        updates["adapters"] = {name: resolve_model_path(folder) for name, folder in adapters.items()}
-    return runner_args.model_copy(update=updates)
+def with_resolved_paths(model: ModelArgs) -> BaseModel:
+    """A copy of the model's runner args whose local model folders (its family's `path_fields`: a
+    folder, or a dict of name -> folder such as LoRA adapters) are absolute: replicas have another cwd."""
+    updates: dict[str, Any] = {}
+    for name in model.family.path_fields:
+        value = getattr(model.runner, name, None)
+        if isinstance(value, str):
+            updates[name] = resolve_model_path(value)
+        elif isinstance(value, dict):
+            updates[name] = {key: resolve_model_path(folder) for key, folder in value.items()}
+    return model.runner.model_copy(update=updates)
 
 
 class ModelReplica:
@@ -44,7 +42,7 @@ class ModelReplica:
     def load_runner(self, model: ModelArgs) -> Any:
         """The model's runner (its family's) on this replica's device; warmed up (Serve routes no
         traffic until __init__ returns)."""
-        resolved = with_resolved_paths(model.runner)
+        resolved = with_resolved_paths(model)
         self.device = prepare_replica(resolved.device)
         runner = model.family.runner(resolved.model_copy(update={"device": self.device}))
         if model.deployment.warmup:
@@ -93,6 +91,24 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+def assigned_gpu_fraction() -> float | None:
+    """The GPU share Ray assigned this process (a replica's num_gpus); None outside Ray.
+
+    Asks only when Ray is already connected: `get_runtime_context()` would otherwise start a local
+    Ray instance of its own.
+    """
+    try:
+        import ray
+    except ImportError:  # the GPU check machine has no Ray
+        return None
+    if not ray.is_initialized():
+        return None
+    try:
+        return ray.get_runtime_context().get_assigned_resources().get("GPU")
+    except AssertionError:  # a driver, not a worker (tests, scripts that host a cluster): nothing assigned
+        return None
+
+
 def prepare_replica(device: str) -> str:
     """Pick the device and cap this replica's GPU memory to the fraction Ray assigned it."""
     resolved = resolve_device(device)
@@ -131,7 +147,7 @@ async def first_item_timer(items: AsyncIterator[T], what: str, task: str) -> Asy
     Closes the stream it wraps when it is closed itself, at once rather than when garbage is collected,
     so a client that leaves cancels the work underneath without delay.
     """
-    from mmserve import metrics
+    from deployments import metrics
 
     start, first = time.perf_counter(), True
     async with contextlib.aclosing(items):

@@ -7,8 +7,8 @@ from typing import AsyncIterator
 import numpy as np
 from ray import serve
 
+from deployments import metrics
 from deployments.common import BatchedReplica, cancelled_with_caller, in_thread, streamed, timed
-from mmserve import metrics
 from mmserve.catalog import ModelArgs
 from mmserve.protocol.audio import Audio
 from mmserve.protocol.tts import SpeechRequest

@@ -6,8 +6,8 @@ from typing import AsyncIterator
 
 from ray import serve
 
+from deployments import metrics
 from deployments.common import ModelReplica, drained, streamed
-from mmserve import metrics
 from mmserve.catalog import ModelArgs
 from mmserve.protocol.vlm import VlmRequest, VlmResult
 

@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import time
 
+from mmserve.config.flows import FLOWS
 from mmserve.errors import Overloaded
+from mmserve.tasks import TASKS
 
-# The tasks whose models a route calls first; a route not listed is never refused here.
-ROUTE_TASKS = {
-    "/v1/audio/transcriptions": ("asr",),
-    "/v1/audio/speech": ("tts",),
-    "/v1/images/generations": ("image",),
-    "/v1/audio/music": ("music",),
-    "/v1/chat/completions": ("llm", "vlm"),
-    "/v1/pipelines/speech-to-image": ("asr",),
-    "/v1/pipelines/voice-chat": ("asr",),
-    "/v1/pipelines/spoken-question": ("asr",),
-    "/v1/pipelines/describe-aloud": ("vlm",),
-}
+
+def route_tasks() -> dict[str, tuple[str, ...]]:
+    """HTTP path -> the tasks whose models a request to it calls first, from the task and flow
+    declarations; a route not listed is never refused here."""
+    routes: dict[str, tuple[str, ...]] = {}
+    for task in TASKS.values():
+        for path in task.routes:
+            routes[path] = (*routes.get(path, ()), task.name)
+    for flow in FLOWS.values():
+        for path, first in flow.routes.items():
+            routes[path] = (*routes.get(path, ()), first)
+    return routes
+
+
+ROUTE_TASKS = route_tasks()
 
 
 class Saturation:

@@ -13,18 +13,16 @@ import time
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import Field
 from ray import serve
 from starlette.datastructures import Headers
 
+from deployments import metrics
 from graphs import admission, openai, playground, realtime, routes_pipelines, stages
 from graphs.errors import error_response, install_error_handlers
-from graphs.realtime import RealtimeArgs
 from graphs.services import ServedModel, Services, Unauthorized, authorized, install, services, waiting_for
-from mmserve import metrics
-from mmserve.config import DeploymentArgs, Strict
+from mmserve.config import Strict
+from mmserve.config.gateway import GatewayArgs
 from mmserve.errors import MMServeError, PayloadTooLarge
-from mmserve.limits import Limits
 
 # A child of Serve's own "ray.serve" logger: inside a replica only that logger has handlers (the
 # replica's log file under logs/serve/), and a child follows Serve's logging_config (level, JSON).
@@ -41,39 +39,6 @@ app.include_router(playground.router)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # The playground page and its assets load without a key; the API calls the page makes carry one.
 OPEN_PATHS = {"/healthz", "/readyz", *playground.PAGE_PATHS}
-
-
-class ImageDefaults(Strict):
-    """Sizes used when a request names none (SD3 Medium is trained at 1024x1024)."""
-
-    width: int = 1024
-    height: int = 1024
-
-
-class StageDeadlines(Strict):
-    """Seconds a stage may take before the request gets a 504 naming it (a streamed stage: for its
-    first item, then between items); None: no deadline. Keep them below http_options.request_timeout_s."""
-
-    asr: float | None = Field(60.0, gt=0)
-    rewrite: float | None = Field(60.0, gt=0, description="speech-to-image's LLM prompt rewrite")
-    llm: float | None = Field(120.0, gt=0)
-    vlm: float | None = Field(120.0, gt=0)
-    tts: float | None = Field(60.0, gt=0)
-    image: float | None = Field(240.0, gt=0)
-    music: float | None = Field(240.0, gt=0)
-
-
-class GatewayArgs(Strict):
-    api_keys: list[str] = Field(default_factory=list, description="Bearer keys; MMSERVE_API_KEYS adds more")
-    limits: Limits = Field(default_factory=Limits)
-    image_defaults: ImageDefaults = Field(default_factory=ImageDefaults)
-    stage_deadlines_s: StageDeadlines = Field(default_factory=StageDeadlines)
-    saturated_hold_s: float = Field(
-        1.0, gt=0, description="after a model refuses a call (queue full), requests that can only reach it are "
-        "refused before their body is read until one of its calls finishes or this many seconds pass")
-    realtime: RealtimeArgs = Field(default_factory=RealtimeArgs)
-    deployment: DeploymentArgs = Field(
-        default_factory=lambda: DeploymentArgs(num_cpus=0.5, max_ongoing_requests=64, max_queued_requests=256))
 
 
 def configured_keys(args: GatewayArgs) -> list[str]:

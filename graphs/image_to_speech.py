@@ -6,24 +6,14 @@ from __future__ import annotations
 import time
 
 from PIL import Image
-from pydantic import Field
 from ray.serve.handle import DeploymentHandle
 
 from graphs.speech_out import speak
 from graphs.stages import run_stage
-from mmserve.config import Strict
+from mmserve.config.flows import ImageToSpeechArgs
 from mmserve.errors import InvalidInput
 from mmserve.protocol.audio import Audio
 from mmserve.protocol.vlm import VlmRequest
-
-
-class ImageToSpeechArgs(Strict):
-    vlm: str | None = Field(None, description="vision-language model name (None: the vlm default)")
-    tts: str | None = Field(None, description="speech synthesis model name (None: the tts default)")
-    asr: str | None = Field(None, description="speech recognition model name, for spoken questions (None: the "
-                            "asr default, if any)")
-    describe_prompt: str = "Describe this image in detail for someone who cannot see it."
-    max_new_tokens: int = Field(256, ge=1)
 
 
 class ImageToSpeechFlow:

@@ -8,8 +8,9 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
-from graphs.flows import FLOW_KINDS
+from mmserve.config.flows import FLOWS
 from mmserve.errors import MMServeError
+from mmserve.lazy import import_attr
 
 
 class ModelNotFound(MMServeError):
@@ -97,14 +98,14 @@ class Services:
         args = self.flows.get(name)
         if args is None:
             raise ModelNotFound(f"the {name} flow needs models this deployment does not serve")
-        kind = FLOW_KINDS[name]
+        kind = FLOWS[name]
         handles = {}
         for stage in kind.stages:
             chosen = requested.get(stage) or getattr(args, stage)
             optional_and_absent = stage in kind.optional and chosen is None
             handles[stage] = None if optional_and_absent else self.model(
                 stage, chosen, field_name=f"{stage}_model").handle
-        return kind.flow(args, **handles)
+        return import_attr(kind.runs)(args, **handles)
 
 
 _installed: Services | None = None

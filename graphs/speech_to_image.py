@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from ray.serve.handle import DeploymentHandle
 
 from graphs.stages import run_stage
-from mmserve.config import Strict
+from mmserve.config.flows import SpeechToImageArgs
 from mmserve.errors import InvalidInput
 from mmserve.protocol.audio import Audio
 from mmserve.protocol.image import ImageRequest
@@ -19,15 +19,6 @@ REWRITE_SYSTEM_PROMPT = (
     "You turn a spoken request (often Chinese) into a concise English prompt for an image "
     "generator. Reply with the prompt only: one line, at most 60 words, no quotes."
 )
-
-
-class SpeechToImageArgs(Strict):
-    asr: str | None = Field(None, description="speech recognition model name (None: the asr default)")
-    llm: str | None = Field(None, description="prompt-rewriting LLM name (None: the llm default, if any)")
-    image: str | None = Field(None, description="image model name (None: the image default)")
-    rewrite_prompt: bool = Field(True, description="LLM rewrites the transcript into an English prompt")
-    rewrite_max_new_tokens: int = Field(96, ge=1)
-    rewrite_temperature: float = Field(0.0, ge=0)
 
 
 class SpeechToImageResult(BaseModel):

@@ -16,33 +16,17 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 import numpy as np
-from pydantic import Field
 from ray.serve.handle import DeploymentHandle
 
+from deployments import metrics
 from graphs.clauses import ClauseSplitter
 from graphs.stages import run_stage, stage_error, stream_stage
-from mmserve import metrics
-from mmserve.config import Strict
+from mmserve.config.flows import VoiceChatArgs
 from mmserve.errors import InvalidInput
 from mmserve.media import b64encode, encode_wav
 from mmserve.protocol.audio import Audio
 from mmserve.protocol.llm import ChatMessage, ChatResult, GenerationParams
 from mmserve.protocol.tts import SpeechRequest
-
-DEFAULT_SYSTEM_PROMPT = "You are a helpful voice assistant. Answer briefly, in the language of the question."
-
-
-class VoiceChatArgs(Strict):
-    asr: str | None = Field(None, description="speech recognition model name (None: the asr default)")
-    llm: str | None = Field(None, description="chat model name (None: the llm default)")
-    tts: str | None = Field(None, description="speech synthesis model name (None: the tts default)")
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    max_new_tokens: int = Field(256, ge=1)
-    temperature: float = Field(0.7, ge=0)
-    min_clause_chars: int = Field(4, ge=1)
-    max_clause_chars: int = Field(80, ge=8, description="unpunctuated text is cut here")
-    first_clause_max_chars: int = Field(
-        24, ge=8, description="the first clause is cut sooner, so speech starts while the LLM writes on")
 
 
 def ms_since(start: float) -> float:

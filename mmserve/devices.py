@@ -5,19 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-import torch
+from mmserve.lazy import lazy
+
+torch = lazy("torch")  # imported on first use: declaring a family's args costs no torch
 
 log = logging.getLogger(__name__)
 
-DeviceName = Literal["auto", "cpu", "cuda"]
 DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
 
 # What a process's CUDA context holds on its GPU, outside torch's per-process cap (order of magnitude
 # on current drivers; the capacity planner and the lmdeploy KV sizing keep it inside each share).
 CUDA_CONTEXT_GB = 0.5
-
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
 
 def resolve_device(device: str = "auto") -> str:
     """'auto' picks cuda when a GPU is visible; asking for cuda without one is a config error."""
@@ -46,21 +44,32 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     """
     if dtype == "auto":
         return torch.float16 if device.startswith("cuda") else torch.float32
-    chosen = _DTYPES[dtype]
+    chosen = getattr(torch, dtype)  # a DtypeName: float32, float16 or bfloat16
     if not device.startswith("cuda") and chosen != torch.float32:
         log.info("dtype %s requested on %s: using float32", dtype, device)
         return torch.float32
     return chosen
 
 
+_gpu_share: float | None = None  # the GPU share this process was given (by its model replica), if any
+
+
+def gpu_share() -> float | None:
+    """The GPU share (Ray's num_gpus) this process was given at start, for runners that size memory
+    themselves (lmdeploy's KV cache); None outside a replica (benchmarks, the GPU check): a whole GPU."""
+    return _gpu_share
+
+
 def cap_gpu_memory(fraction: float | None, device: str) -> float | None:
-    """Limit this process's torch allocations to its Ray GPU fraction.
+    """Limit this process's torch allocations to its Ray GPU fraction, and remember the share.
 
     Ray's num_gpus only schedules; replicas packed on one GPU cap themselves. The cap covers torch's
     caching allocator only: not the CUDA context (~0.5 GB per process), cuBLAS workspaces or memory a
     library allocates itself (TurboMind's weights and KV cache), so the capacity planner
     (`mmserve.plan`) keeps headroom for those. Returns the fraction applied, or None.
     """
+    global _gpu_share
+    _gpu_share = fraction or None
     if not fraction or not device.startswith("cuda") or not torch.cuda.is_available():
         return None
     applied = memory_fraction_for(fraction)
@@ -90,21 +99,3 @@ def memory_fraction_for(num_gpus: float) -> float:
     if num_gpus <= 0:
         raise ValueError("num_gpus must be positive to cap GPU memory")
     return min(float(num_gpus), 1.0)
-
-
-def assigned_gpu_fraction() -> float | None:
-    """The GPU share Ray assigned this process (a replica's num_gpus); None outside Ray.
-
-    Asks only when Ray is already connected: `get_runtime_context()` would otherwise start a local
-    Ray instance of its own.
-    """
-    try:
-        import ray
-    except ImportError:  # the GPU check machine has no Ray
-        return None
-    if not ray.is_initialized():
-        return None
-    try:
-        return ray.get_runtime_context().get_assigned_resources().get("GPU")
-    except AssertionError:  # a driver, not a worker (tests, scripts that host a cluster): nothing assigned
-        return None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.util
 from typing import Literal
 
-import torch
-
 from mmserve.errors import ConfigError
+from mmserve.lazy import lazy
+
+torch = lazy("torch")  # imported on first use: declaring the family costs no torch
 
 Quantization = Literal["none", "8bit", "4bit"]
 

@@ -90,7 +90,8 @@ def local_stack(ray_cluster):
     """configs/local.yaml's whole application (every model, every flow) behind real HTTP."""
     from ray import serve
 
-    from graphs.app import build_app, load_app_args
+    from graphs.app import build_app
+    from mmserve.config.app import load_app_args
 
     serve.run(build_app(load_app_args(LOCAL_CONFIG)), name="mmserve", route_prefix="/")
     yield ray_cluster

@@ -7,8 +7,9 @@ import threading
 import httpx
 from ray import serve
 
-from graphs.app import AppArgs, build_app, load_app_args
+from graphs.app import build_app
 from mmserve.config import AutoscalingArgs, BatchArgs, DeploymentArgs
+from mmserve.config.app import AppArgs, load_app_args
 from tests.conftest import LOCAL_CONFIG
 from tests.helpers import wait_until
 

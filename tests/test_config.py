@@ -10,7 +10,8 @@ import yaml
 from pydantic import ValidationError
 from ray import serve
 
-from graphs.app import AppArgs, build_app, load_app_args
+from graphs.app import build_app
+from mmserve.config.app import AppArgs, load_app_args
 from mmserve.devices import memory_fraction_for
 from tests.helpers import SPEECH_ZH, decode_b64_png
 

@@ -14,7 +14,7 @@ from deployments.image import ImageGeneration
 from deployments.tts import SpeechSynthesis
 from mmserve.catalog import ModelArgs
 from mmserve.config import DeploymentArgs
-from mmserve.runners.asr import AsrArgs
+from mmserve.runners.paraformer import AsrArgs
 from tests.helpers import read_then_leave
 
 
@@ -32,9 +32,14 @@ def test_reconfigure_changes_batching_at_run_time(deployment):
 def test_relative_model_folders_resolve_against_the_model_root(tmp_path, monkeypatch):
     (tmp_path / "funasr" / "vad").mkdir(parents=True)
     monkeypatch.setenv("MMSERVE_MODEL_ROOT", str(tmp_path))
-    args = with_resolved_paths(AsrArgs(model="iic/some-hub-id", vad_model="funasr/vad"))
+    (tmp_path / "qwen_lora" / "a").mkdir(parents=True)
+    asr = ModelArgs(name="asr", runner=AsrArgs(model="iic/some-hub-id", vad_model="funasr/vad"))
+    args = with_resolved_paths(asr)
     assert args.model == "iic/some-hub-id"  # not a folder here: passed on as a hub id
     assert args.vad_model == str(tmp_path / "funasr" / "vad")
+    llm = ModelArgs.model_validate({"name": "qwen", "runner": {"family": "transformers-llm", "model": "qwen",
+                                                              "adapters": {"a": "qwen_lora/a"}}})
+    assert with_resolved_paths(llm).adapters == {"a": str(tmp_path / "qwen_lora" / "a")}  # a dict path field
 
 
 class _RecordingRunner:
@@ -49,7 +54,7 @@ class _RecordingRunner:
 
 @pytest.mark.parametrize("warmup", [True, False])
 def test_replicas_warm_their_runner_before_taking_traffic(warmup):
-    probe = SimpleNamespace(name="probe", runner=_RecordingRunner)
+    probe = SimpleNamespace(name="probe", runner=_RecordingRunner, path_fields=("model",))
     model = SimpleNamespace(name="m", family=probe, runner=AsrArgs(model="iic/x", device="cpu"),
                             deployment=DeploymentArgs(warmup=warmup))
     runner = ModelReplica().load_runner(model)

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from ray import serve
 
-from graphs.app import AppArgs, build_app, load_app_args
-from graphs.flows import FlowsArgs
-from graphs.voice_chat import VoiceChatArgs
+from graphs.app import build_app
 from mmserve.config import DeploymentArgs
+from mmserve.config.app import AppArgs, load_app_args
+from mmserve.config.flows import FlowsArgs, VoiceChatArgs
 from mmserve.protocol.image import ImageRequest
 from mmserve.runners.progress import Cancel
 from tests.conftest import LOCAL_CONFIG
@@ -183,7 +183,7 @@ def cancel_midway(runner, call, cancels: list[Cancel], leaving: list[Cancel], st
 
 @pytest.fixture(scope="module")
 def sd3(tiny_models):
-    from mmserve.runners.image import ImageArgs, ImageRunner
+    from mmserve.runners.sd3 import ImageArgs, ImageRunner
 
     return ImageRunner(ImageArgs(model=str(tiny_models / "sd3"), device="cpu"))
 
@@ -212,7 +212,7 @@ def test_an_image_batch_whose_requests_all_left_stops(sd3):
 
 def test_music_stops_within_a_denoising_step(tiny_models):
     from mmserve.protocol.music import MusicRequest
-    from mmserve.runners.music import MusicArgs, MusicRunner
+    from mmserve.runners.stable_audio import MusicArgs, MusicRunner
 
     runner = MusicRunner(MusicArgs(model=str(tiny_models / "stable_audio"), device="cpu"))
     cancel = Cancel(runner.progress)
@@ -225,7 +225,7 @@ def test_music_stops_within_a_denoising_step(tiny_models):
 
 def test_batched_speech_stops_only_when_all_its_requests_left(tiny_models):
     from mmserve.protocol.tts import SpeechRequest
-    from mmserve.runners.tts import TtsArgs, TtsRunner
+    from mmserve.runners.chattts import TtsArgs, TtsRunner
 
     runner = TtsRunner(TtsArgs(model=str(tiny_models / "chattts"), device="cpu", max_new_token=600, min_new_token=600))
     # unseeded, same settings: all four sentences share one GPT batch, which runs until its longest ends

@@ -13,10 +13,11 @@ import psutil
 import pytest
 from ray import serve
 
-from graphs.app import AppArgs, build_app
-from graphs.gateway import GatewayArgs, StageDeadlines
+from graphs.app import build_app
 from mmserve.catalog import ModelArgs
 from mmserve.config import DeploymentArgs
+from mmserve.config.app import AppArgs
+from mmserve.config.gateway import GatewayArgs, StageDeadlines
 from tests.helpers import wait_until
 
 LONG = 2500  # tokens: ~10 s of work for the tiny LLM on this machine

@@ -11,9 +11,11 @@ import httpx
 import pytest
 from ray import serve
 
-from graphs.app import AppArgs, build_app, load_app_args
-from graphs.gateway import GatewayArgs, authorized, configured_keys
+from graphs.app import build_app
+from graphs.gateway import authorized, configured_keys
 from mmserve.config import DeploymentArgs
+from mmserve.config.app import AppArgs, load_app_args
+from mmserve.config.gateway import GatewayArgs
 from tests.conftest import LOCAL_CONFIG
 from tests.helpers import wait_until
 

@@ -55,7 +55,7 @@ def test_weights_reserve_context_and_kv_cache_stay_inside_the_share(tiny_models,
                                                                     engine):
     from mmserve.devices import CUDA_CONTEXT_GB
 
-    monkeypatch.setattr(engine_module, "assigned_gpu_fraction", lambda: 0.27)
+    monkeypatch.setattr(engine_module, "gpu_share", lambda: 0.27)
     LlmRunner(llm_args(tiny_models, lmdeploy_engine=engine)).close()
     (config,) = fake_lmdeploy.recorder.named("TurbomindEngineConfig" if engine == "turbomind" else "PytorchEngineConfig")
     size = config.kwargs["cache_max_entry_count"]
@@ -77,7 +77,7 @@ def test_weights_reserve_context_and_kv_cache_stay_inside_the_share(tiny_models,
 def test_a_share_too_small_for_the_cache_fails_at_start_naming_num_gpus(tiny_models, gpu, fake_lmdeploy, monkeypatch):
     from mmserve.errors import ConfigError
 
-    monkeypatch.setattr(engine_module, "assigned_gpu_fraction", lambda: 0.03)  # 2.4 GB < 3 GB reserve
+    monkeypatch.setattr(engine_module, "gpu_share", lambda: 0.03)  # 2.4 GB < 3 GB reserve
     with pytest.raises(ConfigError) as err:
         LlmRunner(llm_args(tiny_models))
     assert err.value.field == "num_gpus"
@@ -243,7 +243,7 @@ def test_memory_others_hold_beyond_their_shares_fails_the_start(tiny_models, fak
     from mmserve.errors import ConfigError
 
     FakeGpu(total_gb=80, used_gb=75).install(monkeypatch)
-    monkeypatch.setattr(engine_module, "assigned_gpu_fraction", lambda: 0.27)
+    monkeypatch.setattr(engine_module, "gpu_share", lambda: 0.27)
     with pytest.raises(ConfigError, match="beyond their shares"):
         LlmRunner(llm_args(tiny_models))
 

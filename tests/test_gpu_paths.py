@@ -20,9 +20,9 @@ from mmserve.protocol.image import ImageRequest
 from mmserve.protocol.llm import ChatMessage, GenerationParams
 from mmserve.protocol.music import MusicRequest
 from mmserve.protocol.vlm import VlmRequest
-from mmserve.runners.image import ImageArgs, ImageRunner
 from mmserve.runners.llm import LlmArgs, LlmRunner
-from mmserve.runners.music import MusicArgs, MusicRunner
+from mmserve.runners.sd3 import ImageArgs, ImageRunner
+from mmserve.runners.stable_audio import MusicArgs, MusicRunner
 from mmserve.runners.vlm import VlmArgs, VlmRunner
 from tests.standins.cuda import FakeGpu
 from tests.standins.hf import GpuLoading
@@ -174,7 +174,7 @@ def test_asking_for_the_ray_share_outside_ray_starts_no_ray():
     import subprocess
     import sys
 
-    code = ("import ray; from mmserve.devices import assigned_gpu_fraction; "
+    code = ("import ray; from deployments.common import assigned_gpu_fraction; "
             "print(assigned_gpu_fraction(), ray.is_initialized())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["None", "False"]
@@ -184,7 +184,7 @@ def test_asking_for_the_ray_share_from_a_ray_driver_is_none():
     import subprocess
     import sys
 
-    code = ("import ray; ray.init(num_cpus=1, include_dashboard=False); from mmserve.devices import "
+    code = ("import ray; ray.init(num_cpus=1, include_dashboard=False); from deployments.common import "
             "assigned_gpu_fraction; print(assigned_gpu_fraction()); ray.shutdown()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=True)
     assert out.stdout.split()[-1] == "None"

@@ -12,7 +12,7 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from graphs.app import AppArgs
+from mmserve.config.app import AppArgs
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.protocol.llm import ChatMessage, GenerationParams
 from tests.helpers import SPEECH_ZH

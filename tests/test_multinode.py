@@ -16,9 +16,9 @@ import time
 import psutil
 import pytest
 
-from graphs.app import AppArgs, load_app_args
 from graphs.stages import RESENT
 from mmserve.config import DeploymentArgs
+from mmserve.config.app import AppArgs, load_app_args
 from scripts.chaos import SteadyLoad, failed, status_label
 from scripts.local_cluster import LocalCluster
 from tests.conftest import LOCAL_CONFIG

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from graphs.app import AppArgs, build_app, load_app_args
+from graphs.app import build_app
 from mmserve import model_configs
+from mmserve.config.app import AppArgs, load_app_args
 from mmserve.plan import ClusterArgs, PlanError, check_app_args
 from mmserve.plan.__main__ import main
 from mmserve.plan.check import plan_app
-from mmserve.plan.estimates import GB, decoder_peak_bytes, weight_bytes
-from mmserve.plan.sizing import build_component_sizes, component_sizes, config_digest
+from mmserve.sizing.estimates import GB, decoder_peak_bytes, weight_bytes
+from mmserve.sizing.params import build_component_sizes, component_sizes, config_digest
 
 ROOT = Path(__file__).parents[1]
 PROD = ROOT / "serve_config.yaml"
@@ -81,7 +82,7 @@ def test_shipped_counts_are_current():
     stored = json.loads(model_configs.COUNTS_FILE.read_text())
     for key in model_configs.keys():
         folder = model_configs.path(key)
-        assert stored[key]["digest"] == config_digest(folder), f"run python -m mmserve.plan.sizing ({key})"
+        assert stored[key]["digest"] == config_digest(folder), f"run python -m mmserve.sizing.params ({key})"
         fresh = build_component_sizes(folder, model_configs.VOCAB_SIZES.get(key))
         assert [(p.name, p.params) for p in fresh] == [(c["name"], c["params"]) for c in stored[key]["components"]], key
 

@@ -20,9 +20,9 @@ import soxr
 from PIL import Image
 from ray import serve
 
-from graphs.app import load_app_args
 from graphs.gateway import Gateway
 from mmserve.config import DeploymentArgs
+from mmserve.config.app import load_app_args
 from tests.conftest import LOCAL_CONFIG
 from tests.helpers import SPEECH_EN
 

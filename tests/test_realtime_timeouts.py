@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from graphs.realtime import RealtimeArgs, serve_session
+from graphs.realtime import serve_session
+from mmserve.config.gateway import RealtimeArgs
 
 uvloop = pytest.importorskip("uvloop")
 

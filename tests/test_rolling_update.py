@@ -24,8 +24,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.rolling_update import (SteadyLoad, changes, expected_replicas, replica_ids, settled, summarize, wait_for,
-                                    wait_for_update)
+from scripts.rolling_update import (
+    SteadyLoad,
+    changes,
+    expected_replicas,
+    replica_ids,
+    settled,
+    summarize,
+    wait_for,
+    wait_for_update,
+)
 from tests.conftest import LOCAL_CONFIG
 
 APP = "rolling"

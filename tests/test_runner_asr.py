@@ -19,7 +19,7 @@ import yaml
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.media import decode_audio
 from mmserve.protocol.asr import Transcript
-from mmserve.runners.asr import AsrArgs, AsrRunner
+from mmserve.runners.paraformer import AsrArgs, AsrRunner
 from mmserve.tiny import funasr as tiny_funasr
 from tests.helpers import BAD_SPEECH_INPUTS
 

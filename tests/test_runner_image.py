@@ -9,7 +9,7 @@ from PIL import Image
 
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.protocol.image import ImageRequest
-from mmserve.runners.image import ImageArgs, ImageRunner
+from mmserve.runners.sd3 import ImageArgs, ImageRunner
 from mmserve.tiny import sd3
 
 

@@ -12,7 +12,7 @@ import torch
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.media import encode_wav
 from mmserve.protocol.music import MusicRequest
-from mmserve.runners.music import MusicArgs, MusicRunner
+from mmserve.runners.stable_audio import MusicArgs, MusicRunner
 from mmserve.tiny import stable_audio
 
 

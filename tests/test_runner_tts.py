@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.protocol.tts import SpeechRequest
-from mmserve.runners.tts import TtsArgs, TtsRunner, split_sentences
+from mmserve.runners.chattts import TtsArgs, TtsRunner, split_sentences
 
 MAX_NEW_TOKEN = 32
 SAMPLES_PER_CODE = 512  # 2 mel frames of hop 256 per GPT code

@@ -15,10 +15,9 @@ from mmserve.errors import ConfigError, InvalidInput
 from mmserve.media import decode_audio
 from mmserve.plan.check import plan_app
 from mmserve.plan.placement import ClusterArgs
-from mmserve.plan.tasks import ctranslate2_variables
 from mmserve.protocol.asr import Transcript
+from mmserve.runners.faster_whisper import WhisperArgs, WhisperRunner, compute_type_for, ctranslate2_variables
 from mmserve.runners.registry import FAMILIES
-from mmserve.runners.whisper import WhisperArgs, WhisperRunner, compute_type_for
 from mmserve.tiny import whisper as tiny_whisper
 from tests.conftest import LOCAL_CONFIG
 from tests.helpers import BAD_SPEECH_INPUTS, SPEECH_EN
@@ -111,7 +110,7 @@ def test_compute_type_defaults_and_cpu_fallbacks():
 
 def test_registered_as_an_asr_family_and_served_beside_paraformer():
     assert FAMILIES["faster-whisper"].task == "asr" and not FAMILIES["faster-whisper"].batches
-    from graphs.app import AppArgs  # here: the GPU check collects this file where Ray is missing
+    from mmserve.config.app import AppArgs  # here: the GPU check collects this file where Ray is missing
 
     raw = yaml.safe_load(LOCAL_CONFIG.read_text())["applications"][0]["args"]
     args = AppArgs.model_validate(raw)
@@ -159,7 +158,7 @@ def test_model_bin_headers_are_read(folder):
 
 @pytest.mark.parametrize("compute_type, ratio", [("float16", 1.0), ("int8_float16", 0.5), ("float32", 2.0)])
 def test_planner_sizes_it_on_cuda(folder, compute_type, ratio):
-    from graphs.app import AppArgs
+    from mmserve.config.app import AppArgs
 
     raw = yaml.safe_load(LOCAL_CONFIG.read_text())["applications"][0]["args"]
     entry = next(m for m in raw["models"] if m["name"] == "whisper-tiny")

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from ray import serve
 
-from graphs.app import load_app_args
+from mmserve.config.app import load_app_args
 from tests.helpers import SPEECH_EN, SPEECH_ZH, convert_audio, decode_b64_png, wav_bytes
 
 ROUTE = "/v1/pipelines/speech-to-image"

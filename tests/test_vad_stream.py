@@ -20,7 +20,7 @@ import torch
 from mmserve.errors import InvalidInput
 from mmserve.media import decode_audio
 from mmserve.protocol.asr import VadStep
-from mmserve.runners.asr import AsrArgs, AsrRunner
+from mmserve.runners.paraformer import AsrArgs, AsrRunner
 from mmserve.tiny import funasr as tiny_funasr
 from mmserve.tiny import whisper as tiny_whisper
 
@@ -193,7 +193,7 @@ def test_bad_input_names_the_field(runner, call, field):
 
 
 def test_models_without_a_streaming_vad_say_so(models, tmp_path):
-    from mmserve.runners.whisper import WhisperArgs, WhisperRunner
+    from mmserve.runners.faster_whisper import WhisperArgs, WhisperRunner
 
     plain = _runner(models)  # Paraformer without vad_model
     whisper = WhisperRunner(WhisperArgs(model=str(tiny_whisper.build(tmp_path / "whisper")), device="cpu"))

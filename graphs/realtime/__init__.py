@@ -13,35 +13,18 @@ import json
 import time
 
 from fastapi import APIRouter, WebSocket
-from pydantic import Field
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from deployments import metrics
 from graphs.realtime.events import error_event, parse_client_event, server_event
 from graphs.realtime.session import RealtimeSession, SessionLimits, log
 from graphs.services import Unauthorized, authorized, services
-from mmserve import metrics
-from mmserve.config import Strict
+from mmserve.config.gateway import RealtimeArgs
 from mmserve.errors import InvalidInput, MMServeError
 
 router = APIRouter()
 KEY_SUBPROTOCOL = "openai-insecure-api-key."  # browsers cannot set headers; OpenAI reads the key from here
 _open_sessions = 0
-
-
-class RealtimeArgs(Strict):
-    """Limits of `/v1/realtime`, per gateway replica."""
-
-    max_sessions: int = Field(32, ge=1, description="concurrent sessions per gateway replica; more are refused")
-    max_session_s: float = Field(1800, gt=0, description="a session is closed after this long")
-    idle_timeout_s: float = Field(120, gt=0, description="closed after this long without a client event, "
-                                  "unless a turn or response is under way")
-    max_buffered_audio_s: float = Field(60, gt=0, description="input audio held before a commit")
-    vad_chunk_ms: int = Field(40, ge=20, le=1000, description="audio per streaming-VAD call while speech is under "
-                              "way: the end of a turn is heard this much sooner; more calls the ASR model less often")
-    vad_listen_chunk_ms: int = Field(120, ge=20, le=1000, description="audio per streaming-VAD call while waiting "
-                                     "for speech (most of a session): larger costs the ASR model less, and "
-                                     "hears the start of speech (and barge-in) up to this much later")
-    max_history_messages: int = Field(20, ge=2, description="conversation turns sent to the LLM")
 
 
 class SessionRefused(MMServeError):

@@ -18,12 +18,21 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
+from deployments import metrics
 from graphs.realtime.audio import Resampler, decode_pcm16, encode_pcm16
-from graphs.realtime.events import (INPUT_RATES, OUTPUT_RATE, ClientEvent, ResponseOptions, SessionUpdate,
-                                    TurnDetection, error_event, new_id, server_event)
+from graphs.realtime.events import (
+    INPUT_RATES,
+    OUTPUT_RATE,
+    ClientEvent,
+    ResponseOptions,
+    SessionUpdate,
+    TurnDetection,
+    error_event,
+    new_id,
+    server_event,
+)
 from graphs.stages import run_stage
 from graphs.voice_chat import AudioChunk, ReplyDone, Skipped, TextDelta, VoiceChatFlow
-from mmserve import metrics
 from mmserve.errors import InvalidInput, MMServeError, PayloadTooLarge
 from mmserve.protocol.llm import ChatMessage
 

@@ -19,10 +19,11 @@ Differences from the hub repos (weights, tokenizers and processors are never shi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 ROOT = Path(__file__).parent
-COUNTS_FILE = ROOT / "param_counts.json"  # parameter counts of these configs (mmserve.plan.sizing)
+COUNTS_FILE = ROOT / "param_counts.json"  # parameter counts of these configs (mmserve.sizing.params)
 
 # hub id (as written in serve_config.yaml) -> folder key under this package
 HUB_IDS: dict[str, str] = {
@@ -60,3 +61,19 @@ def key_for(model: str) -> str | None:
         return lowered[model.lower()]
     name = Path(model).name.lower()
     return next((key for hub, key in HUB_IDS.items() if Path(hub).name.lower() == name), None)
+
+
+def kv_bytes_per_token(text_config: dict, dtype_bytes: int) -> int:
+    """layers x kv_heads x head_dim x 2 (K and V) x dtype bytes."""
+    heads = text_config["num_attention_heads"]
+    head_dim = text_config.get("head_dim") or text_config["hidden_size"] // heads
+    kv_heads = text_config.get("num_key_value_heads") or heads
+    return text_config["num_hidden_layers"] * kv_heads * head_dim * 2 * dtype_bytes
+
+
+def text_config(folder: str | Path | None) -> dict:
+    """The language model's part of a checkpoint's config.json (VLMs nest it as text_config or
+    llm_config); {} without a config.json."""
+    file = Path(folder) / "config.json" if folder is not None else None
+    config = json.loads(file.read_text()) if file is not None and file.is_file() else {}
+    return config.get("text_config") or config.get("llm_config") or config

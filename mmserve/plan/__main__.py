@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", default="mmserve", help="application name in the Serve config")
     opts = parser.parse_args(argv)
 
-    from graphs.app import load_app_args
+    from mmserve.config.app import load_app_args
     from mmserve.plan.report import render
 
     args = load_app_args(opts.config, opts.app)

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 
 from mmserve.config import DeploymentArgs
 from mmserve.devices import CUDA_CONTEXT_GB
-from mmserve.plan import tasks
-from mmserve.plan.estimates import ModelEstimate
 from mmserve.plan.placement import EPS, ClusterArgs, pack, place
+from mmserve.sizing.estimates import ModelEstimate, unknown
 
 
 @dataclass
@@ -54,8 +53,12 @@ def replica_bounds(deployment: DeploymentArgs) -> tuple[int, int]:
 
 
 def estimate(model, image_side: int) -> ModelEstimate:
-    estimator = tasks.ESTIMATORS.get(model.family.name)
-    return tasks.unsized(model) if estimator is None else estimator(model, image_side)
+    """The model's memory estimate from its family (`Family.estimate`); a family without one is
+    planned as "cannot be sized" (a warning)."""
+    estimator = model.family.estimate
+    if estimator is None:
+        return unknown(model, f"the planner has no estimator for family {model.family.name!r}")
+    return estimator(model, image_side)
 
 
 def plan_app(args, cluster: ClusterArgs) -> Plan:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 @dataclass
@@ -45,3 +46,17 @@ class VadStep:
 
     state: bytes
     events: list[tuple[str, int]]
+
+
+class AsrRunner(Protocol):
+    """What the ASR deployment calls on a runner of any ASR family."""
+
+    def warmup(self) -> None: ...
+
+    def check(self, samples: Any, sample_rate: int, hotwords: list[str] | None) -> tuple[Any, Any]:
+        """Validate one request before it queues: (16 kHz mono float32 samples, the family's own
+        prepared option, e.g. Paraformer's hotword string), handed to `run` as they are."""
+
+    def run(self, wav: Any, prepared: Any) -> Transcript: ...
+
+    def detect_speech(self, state: bytes | None, samples: Any, *, silence_ms: int, final: bool) -> VadStep: ...

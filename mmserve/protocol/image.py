@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from pydantic import BaseModel
 
 
@@ -16,3 +18,16 @@ class ImageRequest(BaseModel):
     guidance_scale: float | None = None
     seed: int | None = None
     num_images: int = 1
+
+
+class ImageRunner(Protocol):
+    """What the image deployment calls: validate one request, then generate a batch of them (one list
+    of images per request; a cancelled request's entry may be empty)."""
+
+    progress: Any
+
+    def warmup(self) -> None: ...
+
+    def validate(self, req: ImageRequest) -> None: ...
+
+    def generate(self, requests: list[ImageRequest], cancels: list[Any] | None = None) -> list[list[Any]]: ...

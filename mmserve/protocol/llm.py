@@ -6,8 +6,9 @@ then one ChatResult.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length"]
@@ -34,3 +35,20 @@ class ChatResult:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason
+
+
+class LlmRunner(Protocol):
+    """What the LLM deployment calls: a stream of text deltas (then a ChatResult) for a chat, on the
+    base model or a LoRA adapter by name, and adapter loading for multiplexing."""
+
+    adapter_loads: dict
+    loaded_adapters: list[str]
+
+    def warmup(self) -> None: ...
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams = ...,
+               adapter: str | None = None) -> Iterator[Any]: ...
+
+    def load_adapter(self, name: str) -> None: ...
+
+    def unload_adapter(self, name: str) -> None: ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from pydantic import BaseModel
 
 
@@ -14,3 +16,16 @@ class MusicRequest(BaseModel):
     steps: int | None = None
     guidance_scale: float | None = None
     seed: int | None = None
+
+
+class MusicRunner(Protocol):
+    """What the music deployment calls: validate, then one clip (channels x samples) at `sample_rate`."""
+
+    progress: Any
+    sample_rate: int
+
+    def warmup(self) -> None: ...
+
+    def validate(self, req: MusicRequest) -> None: ...
+
+    def generate(self, req: MusicRequest, cancel: Any = None) -> Any: ...

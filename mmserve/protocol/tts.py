@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any, Protocol
+
 from pydantic import BaseModel
 
 
@@ -15,3 +18,19 @@ class SpeechRequest(BaseModel):
     speed: int = 5  # ChatTTS [speed_N] prompt, 0..9
     seed: int | None = None  # sampling seed; None = nondeterministic
     skip_refine_text: bool = True  # refinement is a second GPT pass that adds [uv_break]/[laugh] tags
+
+
+class TtsRunner(Protocol):
+    """What the TTS deployment calls: validate, synthesize a batch (one float clip per request), or
+    stream one request chunk by chunk, all at `sample_rate`."""
+
+    progress: Any
+    sample_rate: int
+
+    def warmup(self) -> None: ...
+
+    def validate(self, request: SpeechRequest) -> None: ...
+
+    def synthesize(self, requests: list[SpeechRequest], cancels: list[Any] | None = None) -> list[Any]: ...
+
+    def stream(self, request: SpeechRequest) -> Iterator[Any]: ...

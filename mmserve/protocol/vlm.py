@@ -5,7 +5,9 @@ Images travel decoded (PIL): the gateway decodes and size-checks them once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -31,3 +33,11 @@ class VlmResult:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason
+
+
+class VlmRunner(Protocol):
+    """What the VLM deployment calls: a stream of text deltas that ends with its VlmResult."""
+
+    def warmup(self) -> None: ...
+
+    def stream(self, req: VlmRequest) -> Iterator[Any]: ...

@@ -17,16 +17,15 @@ from pathlib import Path
 from queue import Queue
 from typing import Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput
+from mmserve.lazy import lazy
+from mmserve.model_configs import kv_bytes_per_token, text_config
 from mmserve.protocol.llm import ChatMessage, ChatResult, GenerationParams
 from mmserve.quantization import Quantization, transformers_bnb_config
 from mmserve.runners.family import Family
-from mmserve.runners.stopping import StopWhenSet
-from mmserve.runners.progress import Cancel, Progress
 from mmserve.runners.lmdeploy_engine import (
     KvCacheFraction,
     KvCacheReserve,
@@ -39,8 +38,23 @@ from mmserve.runners.lmdeploy_engine import (
     check_seed,
     check_tensor_parallel,
     generation_config,
+    lmdeploy_estimate,
     load_pipeline,
 )
+from mmserve.runners.progress import Cancel, Progress
+from mmserve.runners.stopping import StopWhenSet
+from mmserve.sizing.estimates import (
+    DTYPE_BYTES,
+    GB,
+    ModelEstimate,
+    gpu_dtype,
+    model_folder,
+    sizes,
+    unknown,
+    weight_bytes,
+)
+
+torch = lazy("torch")  # imported on first use: declaring the family costs no torch
 
 log = logging.getLogger(__name__)
 
@@ -501,5 +515,26 @@ def _load_tokenizer(model: str):
 
 _NEVER_CANCELLED = threading.Event()  # generate() without a cancel: still counted
 
-TRANSFORMERS = Family("transformers-llm", "llm", LlmArgs, LlmRunner)
-LMDEPLOY = Family("lmdeploy-llm", "llm", LlmArgs, LlmRunner, check=check_tensor_parallel)
+def estimate(args, image_side: int) -> ModelEstimate:
+    runner, folder = args.runner, model_folder(args.runner.model)
+    parts = sizes(runner.model)
+    if parts is None:
+        return unknown(args, "no config to size it")
+    dtype = gpu_dtype(runner.dtype, "bfloat16")
+    text = text_config(folder)
+    if runner.uses_lmdeploy:
+        return lmdeploy_estimate("llm", args, parts, dtype, text)
+    per_token = kv_bytes_per_token(text, DTYPE_BYTES[dtype])
+    tokens = runner.max_input_tokens + runner.max_new_tokens
+    prefill = runner.max_input_tokens * (3 * text["intermediate_size"] + 4 * text["hidden_size"]) * DTYPE_BYTES[dtype]
+    return ModelEstimate(
+        "llm", args.name, runner.model, weight_bytes(parts, dtype, runner.quantization) / GB,
+        (per_token * tokens + prefill) / GB,
+        f"KV {per_token / 1e3:.0f} kB/token x {tokens} tokens x 1 session (generation is serialized per "
+        f"replica) + prefill activations of one {runner.max_input_tokens}-token prompt")
+
+
+TINY = {"qwen": "mmserve.tiny.qwen", "qwen_lora": "mmserve.tiny.lora"}  # LoRA adapters of the tiny qwen, built after it
+TRANSFORMERS = Family("transformers-llm", "llm", LlmArgs, LlmRunner, estimate=estimate, path_fields=("model", "adapters"),
+                      tiny=TINY)
+LMDEPLOY = Family("lmdeploy-llm", "llm", LlmArgs, LlmRunner, check=check_tensor_parallel, estimate=estimate, tiny=TINY)

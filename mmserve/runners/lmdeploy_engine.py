@@ -8,23 +8,25 @@ lmdeploy is imported lazily: it is in the ``gpu`` extra and does not run on CPU 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal, Protocol
 
-import torch
 from pydantic import Field
 
 from mmserve.devices import (
     CUDA_CONTEXT_GB,
-    assigned_gpu_fraction,
     device_index,
+    gpu_share,
     resolve_device,
 )
 from mmserve.errors import ConfigError, InvalidInput, Overloaded, model_load_error
-from mmserve.plan.estimates import kv_bytes_per_token
+from mmserve.lazy import lazy
+from mmserve.model_configs import kv_bytes_per_token, text_config
+from mmserve.sizing.estimates import DTYPE_BYTES, GB, ModelEstimate, weight_bytes
+
+torch = lazy("torch")  # imported on first use: declaring the family costs no torch
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +264,7 @@ def auto_kv_cache(folder: str, opts: LmdeployOptions) -> float:
     fraction (0 < x < 1), computed from the memory free now. Outside Ray the share is the whole GPU.
     """
     free, total = (b / GB for b in torch.cuda.mem_get_info(device_index(resolve_device(opts.device))))
-    share = assigned_gpu_fraction()
+    share = gpu_share()
     per_gpu_share = 1.0 if share is None else min(share / opts.tp, 1.0)
     weights = checkpoint_gb(folder) / opts.tp
     cache = kv_cache_gb(per_gpu_share * total, weights, opts.kv_cache_reserve_gb)
@@ -276,7 +278,6 @@ def auto_kv_cache(folder: str, opts: LmdeployOptions) -> float:
     return size
 
 
-GB = 1e9
 TURBOMIND_BLOCK_TOKENS = 64  # TurbomindEngineConfig.cache_block_seq_len's default in 0.18
 
 
@@ -312,7 +313,15 @@ def kv_cache_ratio(cache_gb: float, weights_gb: float, free_gb: float) -> float:
 MAX_FREE_FRACTION = 0.95  # of the free memory one cache may take: activations need a little beside it
 
 
-def text_config(folder: str) -> dict:
-    """The language model's config in a checkpoint (VLMs nest it as text_config or llm_config)."""
-    config = json.loads((Path(folder) / "config.json").read_text())
-    return config.get("text_config") or config.get("llm_config") or config
+def lmdeploy_estimate(task: str, args, parts, dtype: str, text_config: dict) -> ModelEstimate:
+    """The planner's estimate of an lmdeploy model: its weights, a fixed reserve and one session's KV."""
+    runner = args.runner
+    weights = weight_bytes(parts, dtype, runner.quantization)
+    reserve = getattr(runner, "kv_cache_reserve_gb", 3.0)
+    tokens = runner.session_len or text_config.get("max_position_embeddings", 4096)
+    one_session = kv_bytes_per_token(text_config, DTYPE_BYTES[dtype]) * tokens / GB
+    return ModelEstimate(
+        task, args.name, runner.model, weights / GB, reserve + one_session,
+        f"lmdeploy: {reserve:g} GB reserve (kv_cache_reserve_gb) + KV of one {tokens}-token session "
+        f"({one_session:.2f} GB); the KV cache takes the rest of the share at replica start",
+        kv_fills_share=True)

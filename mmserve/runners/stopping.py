@@ -6,9 +6,10 @@ module import.
 
 from __future__ import annotations
 
-import torch
-
+from mmserve.lazy import lazy
 from mmserve.runners.progress import Progress
+
+torch = lazy("torch")  # imported on first use: declaring the family costs no torch
 
 
 class StopWhenSet:

@@ -15,17 +15,17 @@ import threading
 from collections.abc import Iterator
 from typing import Literal, Protocol
 
-import torch
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput, PayloadTooLarge
+from mmserve.lazy import lazy
+from mmserve.model_configs import kv_bytes_per_token, text_config
 from mmserve.protocol.llm import FinishReason
 from mmserve.protocol.vlm import VlmRequest, VlmResult
 from mmserve.quantization import Quantization, transformers_bnb_config
 from mmserve.runners.family import Family
-from mmserve.runners.stopping import StopWhenSet
 from mmserve.runners.lmdeploy_engine import (
     KvCacheFraction,
     KvCacheReserve,
@@ -37,8 +37,23 @@ from mmserve.runners.lmdeploy_engine import (
     check_seed,
     check_tensor_parallel,
     generation_config,
+    lmdeploy_estimate,
     load_pipeline,
 )
+from mmserve.runners.stopping import StopWhenSet
+from mmserve.sizing.estimates import (
+    DTYPE_BYTES,
+    GB,
+    ModelEstimate,
+    gpu_dtype,
+    model_folder,
+    read_json,
+    sizes,
+    unknown,
+    weight_bytes,
+)
+
+torch = lazy("torch")  # imported on first use: declaring the family costs no torch
 
 log = logging.getLogger(__name__)
 
@@ -336,5 +351,29 @@ class VlmRunner:
                                    min_new_tokens=min(args.min_new_tokens, max_new))
 
 
-TRANSFORMERS = Family("transformers-vlm", "vlm", VlmArgs, VlmRunner)
-LMDEPLOY = Family("lmdeploy-vlm", "vlm", VlmArgs, VlmRunner, check=check_tensor_parallel)
+def estimate(args, image_side: int) -> ModelEstimate:
+    runner, folder = args.runner, model_folder(args.runner.model)
+    parts = sizes(runner.model)
+    if parts is None:
+        return unknown(args, "no config to size it")
+    dtype = gpu_dtype(runner.dtype)
+    text = text_config(folder)
+    if runner.uses_lmdeploy:
+        return lmdeploy_estimate("vlm", args, parts, dtype, text)
+    tokens = runner.session_len or 8192
+    per_token = kv_bytes_per_token(text, DTYPE_BYTES[dtype])
+    vision = read_json(folder, "config.json").get("vision_config", {})
+    tiles = 13 * max(runner.max_images, 1)  # up to 12 tiles + a thumbnail per image
+    patches = (448 // 14) ** 2
+    vision_bytes = tiles * patches * 4 * vision.get("intermediate_size", 4096) * DTYPE_BYTES[dtype]
+    return ModelEstimate(
+        "vlm", args.name, runner.model, weight_bytes(parts, dtype, runner.quantization) / GB,
+        (per_token * tokens + vision_bytes) / GB,
+        f"KV {per_token / 1e3:.0f} kB/token x {tokens} tokens x 1 session (serialized) + vision tower "
+        f"activations for {tiles} tiles ({runner.max_images} images x 13)")
+
+
+TRANSFORMERS = Family("transformers-vlm", "vlm", VlmArgs, VlmRunner, estimate=estimate,
+                      tiny={"llava": "mmserve.tiny.llava"})
+LMDEPLOY = Family("lmdeploy-vlm", "vlm", VlmArgs, VlmRunner, check=check_tensor_parallel, estimate=estimate,
+                  tiny={"internvl": "mmserve.tiny.internvl"})

@@ -11,18 +11,11 @@ import shutil
 import time
 from pathlib import Path
 
-# name -> module in mmserve.tiny whose build(out_dir) writes the folder
-BUILDERS = {
-    "funasr": "mmserve.tiny.funasr",
-    "sd3": "mmserve.tiny.sd3",
-    "qwen": "mmserve.tiny.qwen",
-    "qwen_lora": "mmserve.tiny.lora",  # LoRA adapters of the tiny qwen (built after it)
-    "chattts": "mmserve.tiny.chattts",
-    "internvl": "mmserve.tiny.internvl",
-    "llava": "mmserve.tiny.llava",
-    "stable_audio": "mmserve.tiny.stable_audio",
-    "whisper-tiny-en": "mmserve.tiny.whisper",  # real weights, linked from a package
-}
+from mmserve.runners.registry import FAMILIES
+
+# tiny model folder name -> module in mmserve.tiny whose build(out_dir) writes it: the families'
+# declarations (`Family.tiny`), in registry order
+BUILDERS = {name: module for family in FAMILIES.values() for name, module in family.tiny.items()}
 MARKER = ".mmserve-built"
 
 

@@ -19,7 +19,7 @@ import pybase16384 as b14
 import torch
 from safetensors.torch import save_file
 
-from mmserve.runners.tts import SIDECAR  # holds {"config": asdict(Config), "sha256": {...}}
+from mmserve.runners.chattts import SIDECAR  # holds {"config": asdict(Config), "sha256": {...}}
 
 
 # Tags that may appear inside refined text: ChatTTS keeps ids below [break_0] after refinement.

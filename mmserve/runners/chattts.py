@@ -22,14 +22,18 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mmserve.devices import resolve_device
 from mmserve.errors import ConfigError, InvalidInput
+from mmserve.lazy import lazy
+from mmserve.model_configs import kv_bytes_per_token
 from mmserve.protocol.tts import SpeechRequest
 from mmserve.runners.family import Family
 from mmserve.runners.progress import Cancel, Progress, all_gone
+from mmserve.sizing.estimates import GB, ModelEstimate, model_folder, read_json, sizes, unknown, weight_bytes
+
+torch = lazy("torch")  # imported on first use: declaring the family costs no torch
 
 log = logging.getLogger(__name__)
 
@@ -382,4 +386,20 @@ class _CallFlag:
         return all_gone(self._cancels)
 
 
-FAMILY = Family("chattts", "tts", TtsArgs, TtsRunner, batches=True)
+def estimate(args, image_side: int) -> ModelEstimate:
+    runner, folder = args.runner, model_folder(args.runner.model)
+    parts = sizes(runner.model)
+    if parts is None:
+        return unknown(args, "no config to size it")
+    gpt = read_json(folder / "asset" / "gpt", "config.json")
+    per_token = kv_bytes_per_token(gpt, 4)
+    tokens = runner.max_new_token + runner.max_sentence_chars
+    sentences = runner.max_batch_sentences
+    return ModelEstimate(
+        "tts", args.name, runner.model, weight_bytes(parts, "float32") / GB,
+        per_token * tokens * sentences / GB,
+        f"fp32 (ChatTTS); GPT KV {per_token / 1e3:.0f} kB/token x {tokens} tokens x {sentences} sentences "
+        "per batch (max_batch_sentences)")
+
+
+FAMILY = Family("chattts", "tts", TtsArgs, TtsRunner, estimate=estimate, tiny={"chattts": "mmserve.tiny.chattts"})

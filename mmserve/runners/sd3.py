@@ -13,16 +13,30 @@ import logging
 import secrets
 from typing import Literal
 
-import torch
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput, model_load_error
+from mmserve.lazy import lazy
 from mmserve.protocol.image import ImageRequest
 from mmserve.quantization import Quantization, bnb_kwargs
 from mmserve.runners.family import Family
 from mmserve.runners.progress import Cancel, Progress, Stopped, all_gone
+from mmserve.sizing.estimates import (
+    DTYPE_BYTES,
+    GB,
+    ModelEstimate,
+    decoder_peak_bytes,
+    gpu_dtype,
+    model_folder,
+    read_json,
+    sizes,
+    unknown,
+    weight_bytes,
+)
+
+torch = lazy("torch")  # imported on first use: declaring the family costs no torch
 
 log = logging.getLogger(__name__)
 
@@ -199,4 +213,34 @@ class ImageRunner:
         self.generate([ImageRequest(prompt="warmup", width=128, height=128, num_inference_steps=2, seed=0)])
 
 
-FAMILY = Family("diffusers-sd3", "image", ImageArgs, ImageRunner, batches=True)
+SD3_TEXT_TOKENS = 77 + 256  # CLIP + T5 (max_sequence_length) tokens joined to the image tokens
+
+
+def estimate(args, image_side: int) -> ModelEstimate:
+    runner, folder = args.runner, model_folder(args.runner.model)
+    parts = sizes(runner.model)
+    if parts is None:
+        return unknown(args, "no config to size it")
+    if runner.drop_t5:
+        parts = tuple(p for p in parts if p.name != "text_encoder_3")
+    dtype = gpu_dtype(runner.dtype)
+    bytes_ = DTYPE_BYTES[dtype]
+    vae = read_json(folder / "vae", "config.json")
+    transformer = read_json(folder / "transformer", "config.json")
+    channels = vae.get("block_out_channels", [128, 256])
+    vae_peak = decoder_peak_bytes(channels[1], channels[0], image_side * image_side, bytes_)
+    hidden = transformer.get("num_attention_heads", 24) * transformer.get("attention_head_dim", 64)
+    image_tokens = (image_side // 8 // transformer.get("patch_size", 2)) ** 2
+    per_image = 2 * (image_tokens + SD3_TEXT_TOKENS) * hidden * 12 * bytes_  # CFG doubles the batch
+    images = getattr(runner, "max_images_per_call", 1)
+    slicing = getattr(runner, "vae_slicing", False)
+    total = per_image * images + vae_peak * (1 if slicing else images)
+    weights = weight_bytes(parts, dtype, runner.quantization, quantized={"transformer", "text_encoder_3"})
+    return ModelEstimate(
+        "image", args.name, runner.model, weights / GB, total / GB,
+        f"{image_side}x{image_side} (gateway max_image_side): VAE decode peak {vae_peak / GB:.2f} GB per image "
+        f"{'once (vae_slicing)' if slicing else f'x {images} images'} + MMDiT activations "
+        f"{per_image / GB:.2f} GB per image x {images} images per call (max_images_per_call)")
+
+
+FAMILY = Family("diffusers-sd3", "image", ImageArgs, ImageRunner, estimate=estimate, tiny={"sd3": "mmserve.tiny.sd3"})

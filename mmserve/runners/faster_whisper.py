@@ -9,13 +9,14 @@ Hugging Face on first load. Input is the ASR task's: decoded mono float32 at 16 
 deployment serves this runner exactly as it serves Paraformer (`check` then `run`).
 
 CTranslate2 allocates its own GPU memory (weights and caches), outside torch's per-process cap:
-the capacity planner keeps headroom for it (`mmserve/plan/tasks.py`).
+the capacity planner keeps headroom for it (its `estimate` below).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -25,9 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from mmserve.devices import resolve_device
 from mmserve.errors import ConfigError
 from mmserve.protocol.asr import Transcript, TranscriptSegment, TranscriptWord, VadStep
-from mmserve.runners.asr import no_streaming_vad
 from mmserve.runners.family import Family
+from mmserve.runners.paraformer import no_streaming_vad
 from mmserve.runners.speech_input import SAMPLE_RATE, checked_audio, checked_hotwords
+from mmserve.sizing.estimates import GB, ModelEstimate, model_folder, unknown
 
 log = logging.getLogger(__name__)
 
@@ -164,4 +166,77 @@ class WhisperRunner:
         )
 
 
-FAMILY = Family("faster-whisper", "asr", WhisperArgs, WhisperRunner)
+# CTranslate2's DataType ids in model.bin, and bytes per weight of each compute type on a GPU
+_CT2_TYPES = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16", 5: "bfloat16"}
+_CT2_BYTES = {"float32": 4, "int8": 1, "int16": 2, "int32": 4, "float16": 2, "bfloat16": 2}
+_CT2_COMPUTE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int16": 2, "int8": 1, "int8_float32": 1,
+                      "int8_float16": 1, "int8_bfloat16": 1}
+WHISPER_FRAMES = 1500  # encoder positions of one 30 s window
+WHISPER_TOKENS = 448  # the decoder's longest output
+
+
+def ctranslate2_variables(path) -> list[tuple[str, tuple[int, ...], str, int]]:
+    """(name, shape, stored type, bytes) of each variable in a CTranslate2 `model.bin`, read from the
+    file's headers only (each variable's data is skipped), so sizing a 3 GB model reads a few kB."""
+    import struct
+
+    variables = []
+    with open(path, "rb") as f:
+        def read(fmt: str):
+            return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))
+
+        def string() -> str:
+            (length,) = read("H")
+            return f.read(length).rstrip(b"\0").decode()
+
+        (version,) = read("I")
+        if version >= 2:
+            string(), read("I")  # spec name, spec revision
+        (count,) = read("I")
+        for _ in range(count):
+            name = string()
+            (rank,) = read("B")
+            shape = read("I" * rank) if rank else ()
+            kind, size = read("BI")
+            if version < 4:  # older files store the item size instead of the type
+                kind = {4: 0, 2: 4, 1: 1}.get(kind, 0)
+            variables.append((name, tuple(shape), _CT2_TYPES.get(kind, "float32"), size))
+            f.seek(size, 1)
+    return variables
+
+
+def estimate(args, image_side: int) -> ModelEstimate:
+    """faster-whisper: weights = model.bin's size x (the compute type's bytes / the stored type's bytes);
+    activations = the encoder of one 30 s window + the decoder's self- and cross-attention caches for
+    every beam."""
+    runner, folder = args.runner, model_folder(args.runner.model)
+    if folder is None or not (folder / "model.bin").is_file():
+        return unknown(args, "no CTranslate2 model.bin to size it")
+    variables = ctranslate2_variables(folder / "model.bin")
+    by_type: dict[str, int] = {}
+    for _, _, kind, size in variables:
+        by_type[kind] = by_type.get(kind, 0) + size
+    stored = max(by_type, key=by_type.get)
+    compute = runner.compute_type
+    if compute in ("auto", "default"):  # auto = float16 on a GPU; default keeps the stored type
+        compute = "float16" if compute == "auto" else stored
+    file_bytes = (folder / "model.bin").stat().st_size
+    weights = file_bytes * _CT2_COMPUTE_BYTES[compute] / _CT2_BYTES[stored]
+    shapes = {name: shape for name, shape, _, _ in variables}
+    d_model = shapes.get("encoder/conv1/weight", (1280,))[0]
+    layers = len({name.split("/")[1] for name in shapes if re.match(r"decoder/layer_\d+/", name)}) or 32
+    act_bytes = 4 if compute in ("float32", "int8_float32", "int8", "int16") else 2
+    beams = runner.beam_size
+    heads = max(d_model // 64, 1)
+    encoder = WHISPER_FRAMES * d_model * 4 * 2 * act_bytes + heads * WHISPER_FRAMES ** 2 * act_bytes
+    caches = layers * 2 * beams * (WHISPER_FRAMES + WHISPER_TOKENS) * d_model * act_bytes
+    return ModelEstimate(
+        "asr", args.name, runner.model, weights / GB, (encoder + caches) / GB,
+        f"CTranslate2 {compute} (model.bin {file_bytes / GB:.3f} GB stored as {stored}); one 30 s window: "
+        f"encoder activations + cross/self-attention caches of {beams} beams x {layers} layers x "
+        f"({WHISPER_FRAMES} + {WHISPER_TOKENS}) positions x d_model {d_model}; CTranslate2 allocates outside "
+        "torch's cap, inside the headroom")
+
+
+FAMILY = Family("faster-whisper", "asr", WhisperArgs, WhisperRunner, estimate=estimate,
+                tiny={"whisper-tiny-en": "mmserve.tiny.whisper"})  # real weights, linked from a package

@@ -13,14 +13,28 @@ import threading
 from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmserve.devices import DtypeName, resolve_device, resolve_dtype
 from mmserve.errors import ConfigError, InvalidInput, model_load_error
+from mmserve.lazy import lazy
 from mmserve.protocol.music import MusicRequest
 from mmserve.runners.family import Family
 from mmserve.runners.progress import Cancel, Progress, Stopped
+from mmserve.sizing.estimates import (
+    DTYPE_BYTES,
+    GB,
+    ModelEstimate,
+    decoder_peak_bytes,
+    gpu_dtype,
+    model_folder,
+    read_json,
+    sizes,
+    unknown,
+    weight_bytes,
+)
+
+torch = lazy("torch")  # imported on first use: declaring the family costs no torch
 
 _SEED_LIMIT = 2**64  # torch.Generator.manual_seed accepts [0, 2**64)
 
@@ -130,4 +144,21 @@ class MusicRunner:
         self.generate(MusicRequest(prompt="warmup", duration_s=min(1.0, self.max_duration_s), steps=2, seed=0))
 
 
-FAMILY = Family("diffusers-stable-audio", "music", MusicArgs, MusicRunner)
+def estimate(args, image_side: int) -> ModelEstimate:
+    runner, folder = args.runner, model_folder(args.runner.model)
+    parts = sizes(runner.model)
+    if parts is None:
+        return unknown(args, "no config to size it")
+    dtype = gpu_dtype(runner.dtype)
+    vae = read_json(folder / "vae", "config.json")
+    channels = vae.get("decoder_channels", 128)
+    samples = int(runner.max_duration_s * vae.get("sampling_rate", 44100))
+    peak = decoder_peak_bytes(channels, channels, samples, DTYPE_BYTES[dtype])
+    return ModelEstimate(
+        "music", args.name, runner.model, weight_bytes(parts, dtype) / GB, peak / GB,
+        f"Oobleck VAE decode of one {runner.max_duration_s:g} s clip ({samples} samples x {channels} "
+        "channels at full rate); the DiT's 1024-frame activations are small beside it")
+
+
+FAMILY = Family("diffusers-stable-audio", "music", MusicArgs, MusicRunner, estimate=estimate,
+                tiny={"stable_audio": "mmserve.tiny.stable_audio"})

@@ -24,6 +24,7 @@ from mmserve.errors import ConfigError, InvalidInput
 from mmserve.protocol.asr import Transcript, VadStep
 from mmserve.runners.family import Family
 from mmserve.runners.speech_input import SAMPLE_RATE, checked_audio, checked_hotwords
+from mmserve.sizing.estimates import GB, ModelEstimate, funasr_config, model_folder, sizes, unknown, weight_bytes
 
 log = logging.getLogger(__name__)
 
@@ -292,4 +293,25 @@ def check_threads_fit_the_cpus(args: AsrArgs, deployment) -> None:
                          f"({deployment.num_cpus}); set ncpu <= {cpus}")
 
 
-FAMILY = Family("funasr-paraformer", "asr", AsrArgs, AsrRunner, check=check_threads_fit_the_cpus)
+def estimate(args, image_side: int) -> ModelEstimate:
+    runner = args.runner
+    found = {name: sizes(model) for name, model in
+             (("model", runner.model), ("vad_model", runner.vad_model), ("punc_model", runner.punc_model)) if model}
+    if found["model"] is None:
+        return unknown(args, "no config to size the recognizer")
+    parts = [p for ps in found.values() if ps for p in ps]
+    notes = [f"{name} {getattr(runner, name)} not sized (no shipped config): not in the weights"
+             for name, ps in found.items() if ps is None]
+    config = funasr_config(model_folder(runner.model))
+    encoder = config.get("encoder_conf", {})
+    frames = runner.batch_size_s * 100 // config.get("frontend_conf", {}).get("lfr_n", 6)
+    width = encoder.get("linear_units", 2048) + 3 * encoder.get("output_size", 512)
+    activation = frames * width * 4 * 2
+    return ModelEstimate(
+        "asr", args.name, runner.model, weight_bytes(parts, "float32") / GB, activation / GB,
+        f"fp32 (FunASR); {runner.batch_size_s} s of VAD segments per batch = {frames} LFR frames x "
+        f"{width} encoder activations, twice", notes)
+
+
+FAMILY = Family("funasr-paraformer", "asr", AsrArgs, AsrRunner, check=check_threads_fit_the_cpus, estimate=estimate,
+                path_fields=("model", "vad_model", "punc_model"), tiny={"funasr": "mmserve.tiny.funasr"})

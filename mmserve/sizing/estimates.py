@@ -13,7 +13,7 @@ from pathlib import Path
 from mmserve import model_configs
 from mmserve.config import resolve_model_path
 from mmserve.devices import CUDA_CONTEXT_GB
-from mmserve.plan.sizing import ComponentSize, NotSizable, component_sizes
+from mmserve.sizing.params import ComponentSize, NotSizable, component_sizes
 
 GB = 1e9
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -86,16 +86,23 @@ def read_json(folder: Path | None, *names: str) -> dict:
     return {}
 
 
-def kv_bytes_per_token(text_config: dict, dtype_bytes: int) -> int:
-    """layers x kv_heads x head_dim x 2 (K and V) x dtype bytes."""
-    heads = text_config["num_attention_heads"]
-    head_dim = text_config.get("head_dim") or text_config["hidden_size"] // heads
-    kv_heads = text_config.get("num_key_value_heads") or heads
-    return text_config["num_hidden_layers"] * kv_heads * head_dim * 2 * dtype_bytes
-
-
 def decoder_peak_bytes(channels_in: int, channels_out: int, positions: int, dtype_bytes: int) -> float:
     """A VAE decoder's peak: its last stage at full resolution, where the upsampled input
     (channels_in) and the output (channels_out) are each alive ~3 times at once (input,
     normalised/activated copy, conv output)."""
     return 3 * (channels_in + channels_out) * positions * dtype_bytes
+
+
+def unknown(args, why: str) -> ModelEstimate:
+    """The estimate of a model entry the planner cannot size (a warning, not an error)."""
+    return ModelEstimate(args.task, args.name, args.runner.model, None, 0.0, why)
+
+
+
+def funasr_config(folder) -> dict:
+    """A FunASR model folder's config.yaml ({} without one)."""
+    import yaml
+
+    if folder is None or not (folder / "config.yaml").exists():
+        return {}
+    return yaml.safe_load((folder / "config.yaml").read_text())

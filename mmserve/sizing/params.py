@@ -108,8 +108,8 @@ def _funasr(folder: Path, vocab_size: int | None) -> list[ComponentSize]:
     import yaml
 
     with contextlib.redirect_stdout(io.StringIO()):  # funasr prints an ffmpeg notice on import
-        from funasr.register import tables
         import funasr  # noqa: F401  (registers the model classes)
+        from funasr.register import tables
 
     cfg = yaml.safe_load((folder / "config.yaml").read_text())
     tokens = folder / "tokens.json"
