@@ -23,7 +23,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from graphs.app import AppArgs, build_app, load_app_args  # noqa: E402
+from graphs.app import build_app  # noqa: E402
+from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.config import AutoscalingArgs, BatchArgs, DeploymentArgs  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
 from scripts.serving import free_port  # noqa: E402

@@ -30,13 +30,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from deployments.common import with_resolved_paths  # noqa: E402
-from graphs.app import AppArgs, build_app, load_app_args  # noqa: E402
+from graphs.app import build_app  # noqa: E402
+from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.config import BatchArgs, DeploymentArgs  # noqa: E402
 from mmserve.media import encode_png  # noqa: E402
 from mmserve.protocol.image import ImageRequest  # noqa: E402
 from mmserve.protocol.tts import SpeechRequest  # noqa: E402
-from mmserve.runners.image import ImageRunner  # noqa: E402
-from mmserve.runners.tts import TtsRunner  # noqa: E402
+from mmserve.runners.sd3 import ImageRunner  # noqa: E402
+from mmserve.runners.chattts import TtsRunner  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
 from scripts.loadtest.payloads import Payloads  # noqa: E402
 from scripts.serving import free_port  # noqa: E402

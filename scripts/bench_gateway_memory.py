@@ -25,7 +25,8 @@ from ray import serve
 ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
          runtime_env={"env_vars": {"PYTHONPATH": root, "HF_HUB_OFFLINE": "1"}})
 serve.start(http_options={"host": "127.0.0.1", "port": 18123})
-from graphs.gateway import Gateway, GatewayArgs
+from graphs.gateway import Gateway
+from mmserve.config.gateway import GatewayArgs
 serve.run(Gateway.bind(GatewayArgs(), {}) if style == "old" else Gateway.bind(GatewayArgs(), [], {}),
           name="gw", route_prefix="/")
 assert urllib.request.urlopen("http://127.0.0.1:18123/healthz").status == 200

@@ -34,15 +34,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from deployments.common import with_resolved_paths  # noqa: E402
-from graphs.app import AppArgs, build_app, load_app_args  # noqa: E402
-from graphs.flows import FlowsArgs  # noqa: E402
+from graphs.app import build_app  # noqa: E402
+from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
+from mmserve.config.flows import FlowsArgs  # noqa: E402
 from graphs.speech_to_image import REWRITE_SYSTEM_PROMPT  # noqa: E402
 from mmserve.config import BatchArgs  # noqa: E402
 from mmserve.media import b64encode, decode_audio, encode_png, encode_wav  # noqa: E402
 from mmserve.protocol.image import ImageRequest  # noqa: E402
 from mmserve.protocol.llm import ChatMessage, GenerationParams  # noqa: E402
-from mmserve.runners.asr import AsrRunner  # noqa: E402
-from mmserve.runners.image import ImageRunner  # noqa: E402
+from mmserve.runners.paraformer import AsrRunner  # noqa: E402
+from mmserve.runners.sd3 import ImageRunner  # noqa: E402
 from mmserve.runners.llm import LlmRunner  # noqa: E402
 from mmserve.tiny import funasr as tiny_funasr  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402

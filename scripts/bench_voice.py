@@ -62,8 +62,8 @@ SERVER_TIMINGS = ("server_asr_ms", "server_llm_first_token_ms", "server_first_au
 
 def voice_stack(local):
     """The local config cut to the voice-chat flow: its three models, its flow settings, the gateway."""
-    from graphs.app import AppArgs
-    from graphs.flows import FlowsArgs
+    from mmserve.config.app import AppArgs
+    from mmserve.config.flows import FlowsArgs
 
     flow = local.served_flows()["voice-chat"]
     names = {flow.asr, flow.llm, flow.tts}
@@ -148,7 +148,7 @@ def vad_cpu_cost(vad_folder: Path, chunks_ms: tuple[int, ...] = (40, 120), secon
     in this process, without Ray: what `vad_chunk_ms` and `vad_listen_chunk_ms` trade."""
     import numpy as np
 
-    from mmserve.runners.asr import SAMPLE_RATE, StreamingVad
+    from mmserve.runners.paraformer import SAMPLE_RATE, StreamingVad
 
     vad = StreamingVad(str(vad_folder), "cpu", 1)
     audio = (np.random.default_rng(0).standard_normal(seconds * SAMPLE_RATE) * 1e-3).astype("float32")
@@ -218,7 +218,8 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from graphs.app import build_app, load_app_args
+    from graphs.app import build_app
+    from mmserve.config.app import load_app_args
     from graphs.proxy_guard import IMPORT_PATH
     from mmserve.tiny.catalog import build_all
 
@@ -326,12 +327,12 @@ def speak_first_clause(llm_stream, tts, voice_args) -> dict:
 def voice_turn_figures(ctx: dict, turns: int) -> dict:
     import statistics
 
-    from graphs.flows import FlowsArgs
+    from mmserve.config.flows import FlowsArgs
     from mmserve.media import decode_audio
     from mmserve.protocol.llm import ChatMessage, GenerationParams
-    from mmserve.runners.asr import AsrArgs, AsrRunner
+    from mmserve.runners.paraformer import AsrArgs, AsrRunner
     from mmserve.runners.llm import LlmArgs, LlmRunner
-    from mmserve.runners.tts import TtsArgs, TtsRunner
+    from mmserve.runners.chattts import TtsArgs, TtsRunner
     from scripts import gpu_bench as gb
 
     tiny, device = ctx["tiny"], ctx["device"]

@@ -151,7 +151,7 @@ def spread_config(config_path: Path, model_root: Path) -> dict:
 
 def default_models(config: dict) -> dict[str, str]:
     """{task: the model a request without `model` goes to} (graphs.app.AppArgs's rule)."""
-    from graphs.app import AppArgs
+    from mmserve.config.app import AppArgs
 
     args = AppArgs.model_validate(config["applications"][0]["args"])
     return {task: args.default_model(task).name for task in {m.task for m in args.models}}

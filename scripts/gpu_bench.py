@@ -270,7 +270,7 @@ def production(name: str) -> dict:
 
 def bench_sd3(ctx: dict, quantization: str = "none") -> dict:
     from mmserve.protocol.image import ImageRequest
-    from mmserve.runners.image import ImageArgs, ImageRunner
+    from mmserve.runners.sd3 import ImageArgs, ImageRunner
 
     tiny, device = ctx["tiny"], ctx["device"]
     prod = production("sd3-medium")
@@ -331,7 +331,7 @@ def bench_asr(ctx: dict) -> dict:
     import numpy as np
 
     from mmserve.media import decode_audio
-    from mmserve.runners.asr import AsrArgs, AsrRunner
+    from mmserve.runners.paraformer import AsrArgs, AsrRunner
 
     tiny, device = ctx["tiny"], ctx["device"]
     folder = model_dir(ctx, "asr")
@@ -356,7 +356,7 @@ def bench_asr(ctx: dict) -> dict:
 
 def bench_tts(ctx: dict) -> dict:
     from mmserve.protocol.tts import SpeechRequest
-    from mmserve.runners.tts import TtsArgs, TtsRunner
+    from mmserve.runners.chattts import TtsArgs, TtsRunner
 
     tiny, device = ctx["tiny"], ctx["device"]
     folder = model_dir(ctx, "tts")
@@ -443,7 +443,7 @@ def cmd_plan(args) -> int:
 
 
 PROBES = ["torch", "transformers", "pydantic", "soundfile", "diffusers", "funasr", "ChatTTS", "vocos", "librosa",
-          "torchsde", "mmserve.runners.image", "mmserve.runners.llm", "mmserve.runners.asr", "mmserve.runners.tts"]
+          "torchsde", "mmserve.runners.sd3", "mmserve.runners.llm", "mmserve.runners.paraformer", "mmserve.runners.chattts"]
 
 
 def cmd_probe(args) -> int:

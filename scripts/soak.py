@@ -262,7 +262,8 @@ def start_local_stack(models: Path | None) -> str:
     import ray
     from ray import serve
 
-    from graphs.app import build_app, load_app_args
+    from graphs.app import build_app
+    from mmserve.config.app import load_app_args
     from mmserve.tiny.catalog import build_all
 
     root = (models or Path(tempfile.mkdtemp(prefix="mmserve-soak-"))).resolve()
