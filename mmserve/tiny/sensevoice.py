@@ -13,7 +13,8 @@ user-defined pieces, so they decode as literal text as they do with the real mod
 Differences from the real model, besides the sizes: the vocabulary has a few hundred pieces, not
 25055, so the tags have other ids (SenseVoice's inference reads no tag id from the vocabulary,
 except `ban_emo_unk`, which indexes id 25009 and so is not usable with this model); the training
--only SpecAugment block is left out of the config (it has no weights).
+-only SpecAugment block is left out of the config (it has no weights); the frontend does not dither
+(`dither: 0.0`), so the same audio always gives the same noise text.
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ def config(dims: dict = TINY) -> dict:
             "lfr_m": 7,
             "lfr_n": 6,
             "cmvn_file": None,
+            # WavFrontend dithers by default (1.0); random weights would turn that noise into a
+            # different text per call, so the tiny model's frontend is deterministic.
+            "dither": 0.0,
         },
     }
 
