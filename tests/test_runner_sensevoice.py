@@ -222,11 +222,13 @@ def test_with_vad(vad_runner, clips):
 
 def test_requested_language_reaches_the_model(runner, clips, recorded):
     audio = clips["en"]
+    runner.transcribe(audio.samples, 16000)  # none requested: the runner's own setting
     runner.transcribe(audio.samples, 16000, language="ja")
     runner.transcribe(audio.samples, 16000, language=" KO ")
-    runner.transcribe(audio.samples, 16000)  # none requested: the runner's own setting
-    assert [c["language"] for c in recorded.calls] == ["ja", "ko", "auto"]
+    runner.transcribe(audio.samples, 16000, language="")
+    assert [c["language"] for c in recorded.calls] == ["auto", "ja", "ko", "auto"]
     assert all(c["use_itn"] is True for c in recorded.calls)
+    assert recorded.raw[0] == recorded.raw[3]  # a request's language does not stick to the model
     # and the model decodes differently for it (the language query is the first encoder input)
     runner.transcribe(audio.samples, 16000, language="zh")
     runner.transcribe(audio.samples, 16000, language="en")
@@ -248,6 +250,11 @@ def test_hotwords_are_checked_then_unused(runner, clips, recorded):
     out = runner.transcribe(clips["en"].samples, 16000, hotwords=["hello", "世界"])
     _check(out, clips["en"].duration_s)
     assert "hotword" not in recorded.calls[0]
+
+
+def test_warmup(runner, vad_runner):
+    runner.warmup()
+    vad_runner.warmup()
 
 
 def test_too_short_for_a_frame_is_empty(runner):
