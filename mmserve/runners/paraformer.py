@@ -47,7 +47,7 @@ class AsrArgs(BaseModel):
     max_hotwords: int = Field(100, ge=0, description="most hotwords accepted per request")
 
 
-def _resolve(field: str, name: str | None) -> str | None:
+def funasr_model_name(field: str, name: str | None) -> str | None:
     """A path-looking name must be an existing folder; anything else goes to FunASR as a hub id."""
     if not name or not (name.startswith(("/", ".", "~")) or Path(name).exists()):
         return name
@@ -63,7 +63,7 @@ class AsrRunner:
     def __init__(self, args: AsrArgs):
         self.args = args
         self.device = resolve_device(args.device)
-        names = {f: _resolve(f, getattr(args, f)) for f in ("model", "vad_model", "punc_model")}
+        names = {f: funasr_model_name(f, getattr(args, f)) for f in ("model", "vad_model", "punc_model")}
         with contextlib.redirect_stdout(io.StringIO()):  # funasr prints an ffmpeg notice on import
             from funasr import AutoModel
 
@@ -294,9 +294,10 @@ def check_threads_fit_the_cpus(args: AsrArgs, deployment) -> None:
 
 
 def estimate(args, image_side: int) -> ModelEstimate:
+    """A FunASR model entry (Paraformer, SenseVoice): fp32 weights of every folder in its family's
+    path fields, plus the encoder's activations over one batch of VAD segments."""
     runner = args.runner
-    found = {name: sizes(model) for name, model in
-             (("model", runner.model), ("vad_model", runner.vad_model), ("punc_model", runner.punc_model)) if model}
+    found = {name: sizes(model) for name in args.family.path_fields if (model := getattr(runner, name, None))}
     if found["model"] is None:
         return unknown(args, "no config to size the recognizer")
     parts = [p for ps in found.values() if ps for p in ps]

@@ -18,6 +18,7 @@ from mmserve.runners.family import Family
 FAMILY_DECLARATIONS = (
     "mmserve.runners.paraformer:FAMILY",
     "mmserve.runners.faster_whisper:FAMILY",
+    "mmserve.runners.sensevoice:FAMILY",
     "mmserve.runners.sd3:FAMILY",
     "mmserve.runners.llm:TRANSFORMERS",
     "mmserve.runners.llm:LMDEPLOY",

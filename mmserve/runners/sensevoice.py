@@ -26,19 +26,19 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import math
 import re
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmserve.devices import resolve_device
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.protocol.asr import Transcript, VadStep
 from mmserve.runners.family import Family
+from mmserve.runners.paraformer import check_threads_fit_the_cpus, estimate, funasr_model_name, no_streaming_vad
 from mmserve.runners.speech_input import SAMPLE_RATE, checked_audio, checked_hotwords
 
 log = logging.getLogger(__name__)
@@ -161,15 +161,6 @@ def parse_rich_text(raw: str) -> tuple[str, SpeechTags]:
 # --- runner ------------------------------------------------------------------------------------
 
 
-def _resolve(field_name: str, name: str | None) -> str | None:
-    """A path-looking name must be an existing folder; anything else goes to FunASR as a hub id."""
-    if not name or not (name.startswith(("/", ".", "~")) or Path(name).exists()):
-        return name
-    path = Path(name).expanduser()
-    if not path.is_dir():
-        raise ConfigError(f"{field_name} folder {name!r} does not exist", field=field_name)
-    return str(path)
-
 
 def checked_language(language) -> str | None:
     """A request's language as SenseVoice names it, or None (the runner's default); OpenAI-style
@@ -189,11 +180,9 @@ class SenseVoiceRunner:
     has_vad = False  # the VAD (if any) only cuts whole files here; no streaming turn detection
 
     def __init__(self, args: SenseVoiceArgs):
-        from mmserve.devices import resolve_device  # imports torch: only where the model runs
-
         self.args = args
         self.device = resolve_device(args.device)
-        names = {f: _resolve(f, getattr(args, f)) for f in ("model", "vad_model")}
+        names = {f: funasr_model_name(f, getattr(args, f)) for f in ("model", "vad_model")}
         with contextlib.redirect_stdout(io.StringIO()):  # funasr prints an ffmpeg notice on import
             from funasr import AutoModel
 
@@ -220,8 +209,6 @@ class SenseVoiceRunner:
 
     def detect_speech(self, state: bytes | None, samples: np.ndarray, *, silence_ms: int,
                       final: bool = False) -> VadStep:
-        from mmserve.runners.asr import no_streaming_vad
-
         raise no_streaming_vad(self.args.model)
 
     def transcribe(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, hotwords: list[str] | None = None,
@@ -263,13 +250,6 @@ class SenseVoiceRunner:
         return Transcript(text=text, timestamps=None, duration_s=duration_s, language=used), tags
 
 
-def check_threads_fit_the_cpus(args: SenseVoiceArgs, deployment) -> None:
-    """FunASR sets torch's thread count for the whole process: more threads than the replica's CPUs
-    oversubscribe the node and slow every replica beside it."""
-    cpus = max(1, math.ceil(deployment.num_cpus))
-    if args.ncpu > cpus:
-        raise ValueError(f"runner.ncpu={args.ncpu} is more than the replica's num_cpus "
-                         f"({deployment.num_cpus}); set ncpu <= {cpus}")
 
-
-FAMILY = Family("funasr-sensevoice", "asr", SenseVoiceArgs, SenseVoiceRunner, check=check_threads_fit_the_cpus)
+FAMILY = Family("funasr-sensevoice", "asr", SenseVoiceArgs, SenseVoiceRunner, check=check_threads_fit_the_cpus,
+                estimate=estimate, path_fields=("model", "vad_model"), tiny={"sensevoice": "mmserve.tiny.sensevoice"})

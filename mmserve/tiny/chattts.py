@@ -21,7 +21,6 @@ from safetensors.torch import save_file
 
 from mmserve.runners.chattts import SIDECAR  # holds {"config": asdict(Config), "sha256": {...}}
 
-
 # Tags that may appear inside refined text: ChatTTS keeps ids below [break_0] after refinement.
 _INLINE_TAGS = ["[uv_break]", "[v_break]", "[lbreak]", "[laugh]"]
 _CONTROL_TAGS = (
@@ -131,10 +130,10 @@ def build(out_dir: Path, *, size: str = "tiny") -> Path:
 
     size="real" keeps ChatTTS's own Config, i.e. the published model's architecture (benchmarks).
     """
+    from ChatTTS.model import DVAE, Embed
     from transformers import LlamaConfig, LlamaModel
     from vocos import Vocos
     from vocos.pretrained import instantiate_class
-    from ChatTTS.model import DVAE, Embed
 
     out_dir = Path(out_dir)
     asset = out_dir / "asset"
