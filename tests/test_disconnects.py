@@ -20,6 +20,7 @@ from ray import serve
 from graphs.app import AppArgs, build_app, load_app_args
 from graphs.flows import FlowsArgs
 from graphs.voice_chat import VoiceChatArgs
+from mmserve.bench.wait import wait_until
 from mmserve.config import DeploymentArgs
 from mmserve.protocol.image import ImageRequest
 from mmserve.runners.progress import Cancel
@@ -72,11 +73,7 @@ def send_raw(url: str, **request) -> socket.socket:
 
 
 def wait_for(condition, what: str, deadline_s: float = 180.0):
-    deadline = time.monotonic() + deadline_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
+    return wait_until(condition, deadline_s, what, 0.05, error=AssertionError)
 
 
 def standing_still(model: str, quiet_s: float, deadline_s: float = 180.0) -> dict:

@@ -32,7 +32,7 @@ from graphs.voice_chat import VoiceChatArgs
 from mmserve.config import DeploymentArgs
 from mmserve.media import decode_audio
 from tests.conftest import LOCAL_CONFIG
-from scripts.loadtest.realtime import speech_clip
+from mmserve.bench.loadtest.realtime import speech_clip
 from tests.helpers import SPEECH_EN
 from tests.test_flows import read_events
 
