@@ -10,13 +10,13 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 export MMSERVE_MODEL_ROOT="${MMSERVE_MODEL_ROOT:-$PWD/.models}"
 # Serve's proxy answers 503 + Retry-After, not 500, when a gateway replica dies mid-request
 export RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=graphs.proxy_guard:middlewares
-python scripts/build_tiny_models.py --out "$MMSERVE_MODEL_ROOT"
+python -m mmserve.tiny --out "$MMSERVE_MODEL_ROOT"
 
 set -m  # job control: the background `serve run` then still receives the SIGINT sent below
 serve run configs/local.yaml &
 serve_pid=$!
 trap 'kill -INT $serve_pid 2>/dev/null; wait $serve_pid 2>/dev/null' EXIT
-python scripts/demo_request.py --url http://127.0.0.1:8000
+python -m mmserve.bench.demo --url http://127.0.0.1:8000
 if [ "${MMSERVE_DEMO_ONLY:-0}" = "1" ]; then
   exit 0
 fi

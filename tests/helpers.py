@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from PIL import Image
+
+from mmserve.bench.wait import wait_until as bench_wait_until
 
 DATA = Path(__file__).parent / "data"
 SPEECH_ZH = DATA / "speech_zh.wav"  # espeak-ng -v cmn "请画一只坐在海边的小猫", 22.05 kHz mono
@@ -69,14 +70,6 @@ BAD_SPEECH_INPUTS = [
 
 
 def wait_until(predicate, timeout: float, what, interval: float = 0.05):
-    """Poll `predicate` until it returns something truthy and return that; fail naming `what` (a string, or
-    a callable giving one then, e.g. what is still missing) at the deadline.
-
-    Tests wait for the state they need, never for a fixed time, so they hold on a busy machine."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if result := predicate():
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
-        time.sleep(interval)
+    """Poll `predicate` until it returns something truthy and return that; fail (AssertionError) naming
+    `what` (a string, or a callable giving one then) at the deadline: the harness's one wait helper."""
+    return bench_wait_until(predicate, timeout, what, interval, error=AssertionError)

@@ -18,6 +18,7 @@ import pytest
 from ray import serve
 
 from graphs.app import build_app
+from mmserve.bench.wait import wait_until
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import AppArgs, load_app_args
 from mmserve.config.flows import FlowsArgs, VoiceChatArgs
@@ -72,11 +73,7 @@ def send_raw(url: str, **request) -> socket.socket:
 
 
 def wait_for(condition, what: str, deadline_s: float = 180.0):
-    deadline = time.monotonic() + deadline_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
+    return wait_until(condition, deadline_s, what, 0.05, error=AssertionError)
 
 
 def standing_still(model: str, quiet_s: float, deadline_s: float = 180.0) -> dict:

@@ -19,6 +19,7 @@ from PIL import Image
 import mmserve.runners.lmdeploy_engine as engine_module
 from deployments.llm import ChatLLM
 from deployments.vlm import VisionLanguage
+from mmserve.bench.wait import wait_until
 from mmserve.catalog import ModelArgs
 from mmserve.config import DeploymentArgs
 from mmserve.errors import InvalidInput
@@ -43,11 +44,7 @@ def llm_args(tiny_models, **kw) -> LlmArgs:
 
 
 def wait_for(condition, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    wait_until(condition, timeout, what, 0.01, error=AssertionError)
 
 
 @pytest.mark.parametrize("engine", ["turbomind", "pytorch"])

@@ -26,12 +26,12 @@ from ray import serve
 from graphs.app import build_app
 from graphs.gateway import Gateway
 from graphs.realtime.audio import encode_pcm16
+from mmserve.bench.loadtest.realtime import speech_clip
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import AppArgs, load_app_args
 from mmserve.config.flows import FlowsArgs, VoiceChatArgs
 from mmserve.config.gateway import RealtimeArgs
 from mmserve.media import decode_audio
-from scripts.loadtest.realtime import speech_clip
 from tests.conftest import LOCAL_CONFIG
 from tests.helpers import SPEECH_EN
 from tests.test_flows import read_events

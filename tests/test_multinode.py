@@ -1,4 +1,4 @@
-"""A real multi-node cluster on this machine (head + 2 worker nodes, scripts/local_cluster.py):
+"""A real multi-node cluster on this machine (head + 2 worker nodes, mmserve/bench/cluster.py):
 replicas land on different nodes, and faults under steady load fail no request: a call that was on a
 killed replica or node when it died is sent again (graphs/stages.py) and answered by the survivor.
 
@@ -17,10 +17,11 @@ import psutil
 import pytest
 
 from graphs.stages import RESENT
+from mmserve.bench.cluster import LocalCluster
+from mmserve.bench.load import SteadyLoad, failed, status_label
+from mmserve.bench.wait import wait_until
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import AppArgs, load_app_args
-from scripts.chaos import SteadyLoad, failed, status_label
-from scripts.local_cluster import LocalCluster
 from tests.conftest import LOCAL_CONFIG
 
 APP = "mn"
@@ -29,12 +30,7 @@ USERS = 3
 
 
 def wait_for(condition, timeout_s: float, what: str, interval_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"waited {timeout_s:.0f} s for {what}")
+    return wait_until(condition, timeout_s, what, interval_s, error=AssertionError)
 
 
 def app_config(tiny_models) -> dict:

@@ -24,16 +24,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.rolling_update import (
-    SteadyLoad,
+from mmserve.bench.rolling_update import (
     changes,
     expected_replicas,
     replica_ids,
+    rolling_load,
     settled,
     summarize,
-    wait_for,
     wait_for_update,
 )
+from mmserve.bench.wait import wait_until
 from tests.conftest import LOCAL_CONFIG
 
 APP = "rolling"
@@ -113,9 +113,9 @@ def test_serve_deploy_of_a_changed_config_fails_no_request(ray_cluster, models):
     serve_deploy(base)
     load = None
     try:
-        wait_for(lambda: settled(details(), expected_replicas(base)), "the first deploy", DEADLINE_S)
-        load = SteadyLoad(ray_cluster, ["images", "chat", "images", "healthz"], users=3).start()
-        wait_for(lambda: load.count_since(0) >= 6, "the first answers", DEADLINE_S)
+        wait_until(lambda: settled(details(), expected_replicas(base)), DEADLINE_S, "the first deploy")
+        load = rolling_load(ray_cluster, ["images", "chat", "images", "healthz"], users=3).start()
+        wait_until(lambda: load.count_since(0) >= 6, DEADLINE_S, "the first answers")
         windows, steps = {}, changes(base, models)
         for change in steps:
             old = replica_ids(details())
@@ -133,7 +133,7 @@ def test_serve_deploy_of_a_changed_config_fails_no_request(ray_cluster, models):
                 assert set(floor.low) == set(after) and min(floor.low.values()) >= 1, (change.what, floor.low)
                 assert {n: len(ids) for n, ids in after.items()} == expected_replicas(change.config), change.what
             # Load kept flowing through the update and after it.
-            wait_for(lambda n=sent_before + 4: load.count_since(0) >= n, f"answers after {change.what}", DEADLINE_S)
+            wait_until(lambda n=sent_before + 4: load.count_since(0) >= n, DEADLINE_S, f"answers after {change.what}")
         load.stop()
         result = summarize(load.records)
         assert result["requests"] >= 20, result

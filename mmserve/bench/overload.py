@@ -1,6 +1,6 @@
 """Load shedding under overload, side by side with the same route unloaded, in one run.
 
-    python scripts/bench_overload.py [--routes images,transcribe] [--duration 30] [--factor 3]
+    python -m mmserve.bench overload [--routes images,transcribe] [--duration 30] [--factor 3]
 
 Serves the local config's image and ASR models, one replica each (no autoscaling, so capacity
 holds still) with a short bounded queue, and for each route runs the load tool three times:
@@ -24,27 +24,26 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from graphs.app import build_app  # noqa: E402
-from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
+from mmserve.bench import report as rw  # noqa: E402
+from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
+from mmserve.bench.stack import local_stack  # noqa: E402
 from mmserve.config import BatchArgs, DeploymentArgs  # noqa: E402
+from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
-from scripts.serving import free_port  # noqa: E402
 
-OUT = ROOT / "docs" / "bench" / "overload.json"
+OUT = BENCH_DIR / "overload.json"
 TASK_OF_ROUTE = {"images": "image", "transcribe": "asr"}
 
 
 def load_tool(url: str, route: str, out: Path, *extra: str, duration: float) -> dict:
-    """One level of `python -m scripts.loadtest` on one route; its report's route summary."""
-    subprocess.run([sys.executable, "-m", "scripts.loadtest", "--url", url, "--routes", route,
+    """One level of `python -m mmserve.bench loadtest` on one route; its report's route summary."""
+    subprocess.run([sys.executable, "-m", "mmserve.bench.loadtest", "--url", url, "--routes", route,
                     "--duration", str(duration), "--warmup", "5", "--audio", "10s", "--image-size", "128x128",
                     "--out", str(out), *extra], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     level = json.loads(out.read_text())["levels"][0]
@@ -67,7 +66,6 @@ def main() -> None:
     opts = parser.parse_args()
     routes = opts.routes.split(",")
 
-    import ray
     from ray import serve
 
     models = opts.models or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
@@ -83,14 +81,10 @@ def main() -> None:
             model.batch = BatchArgs(max_batch_size=opts.max_ongoing)
         served.append(model)
 
-    http_port = free_port()
-    url = f"http://127.0.0.1:{http_port}"
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"MMSERVE_MODEL_ROOT": str(models), "HF_HUB_OFFLINE": "1"}})
-    serve.start(http_options={"host": "127.0.0.1", "port": http_port})
     results = {}
     tmp = Path(tempfile.mkdtemp(prefix="mmserve-overload-"))
-    try:
+    with local_stack(models) as stack:
+        url = stack.url
         serve.run(build_app(AppArgs(models=served, gateway=local.gateway)), name="overload", route_prefix="/")
         for route in routes:
             unloaded = load_tool(url, route, tmp / "unloaded.json", "--users", "1", duration=opts.duration)
@@ -119,19 +113,13 @@ def main() -> None:
                 },
             }
             print(route, json.dumps(results[route]), flush=True)
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-    report = {"tool": "scripts/bench_overload.py", "command": "python scripts/bench_overload.py " + " ".join(sys.argv[1:]),
-              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                          "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+    report = {"tool": "mmserve.bench.overload", "command": rw.command("overload"), "date": rw.now(),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_at_end": rw.loadavg()},
               "deployment": {"replicas": 1, "max_ongoing_requests": opts.max_ongoing,
                              "max_queued_requests": opts.max_queued, "factor": opts.factor,
                              "duration_s": opts.duration},
               "routes": results}
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(json.dumps(report, indent=1))
+    rw.write(opts.out, report)
     print(f"wrote {opts.out}")
 
 

@@ -1,10 +1,10 @@
 """@serve.batch on vs off: throughput and latency against concurrency, and where it saturates.
 
-    python scripts/bench_batching.py [--levels 1,2,4,8,16,32] [--duration 15] [--warmup 3]
+    python -m mmserve.bench batching [--levels 1,2,4,8,16,32] [--duration 15] [--warmup 3]
 
 Serves the tiny SD3 and ChatTTS models twice on one local Ray cluster, one replica each: once
 with batching (max_batch_size 4) and once without (max_batch_size 1), and drives each with the
-load tool (`python -m scripts.loadtest`, closed loop) in a separate process. Also measures the
+load tool (`python -m mmserve.bench loadtest`, closed loop) in a separate process. Also measures the
 same runner in this process, one request at a time, to express saturated throughput as a
 fraction of replicas x in-process throughput. Writes docs/bench/batching.json (+ the load tool's
 own JSON and PNG per case).
@@ -24,25 +24,25 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
 from deployments.common import with_resolved_paths  # noqa: E402
 from graphs.app import build_app  # noqa: E402
-from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
+from mmserve.bench import report as rw  # noqa: E402
+from mmserve.bench.loadtest.payloads import Payloads  # noqa: E402
+from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
+from mmserve.bench.stack import local_stack  # noqa: E402
 from mmserve.config import BatchArgs, DeploymentArgs  # noqa: E402
+from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.media import encode_png  # noqa: E402
 from mmserve.protocol.image import ImageRequest  # noqa: E402
 from mmserve.protocol.tts import SpeechRequest  # noqa: E402
-from mmserve.runners.sd3 import ImageRunner  # noqa: E402
 from mmserve.runners.chattts import TtsRunner  # noqa: E402
+from mmserve.runners.sd3 import ImageRunner  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
-from scripts.loadtest.payloads import Payloads  # noqa: E402
-from scripts.serving import free_port  # noqa: E402
 
-OUT = ROOT / "docs" / "bench"
+OUT = BENCH_DIR
 ROUTES = {"images": "image", "speech-whole": "tts"}  # load-tool route -> deployment
 IMAGE_SIZE, IMAGE_STEPS = "128x128", 8
 
@@ -92,7 +92,6 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=None, help="tiny model root (default: a temp dir)")
     opts = parser.parse_args()
 
-    import ray
     from ray import serve
 
     models = opts.models or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
@@ -101,39 +100,33 @@ def main() -> None:
     torch.set_num_threads(1)  # as in replicas with num_cpus < 1 (Ray sets OMP_NUM_THREADS=1)
     baseline = in_process_rps(app_args(1))
 
-    port = free_port()
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"MMSERVE_MODEL_ROOT": str(models), "HF_HUB_OFFLINE": "1"}})
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    report = {"command": "python scripts/bench_batching.py " + " ".join(sys.argv[1:]),
-              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
-              "in_process_rps": baseline, "cases": {}}
-    for label, size in (("batch_on", 4), ("batch_off", 1)):
-        serve.run(build_app(app_args(size)), name=label, route_prefix=f"/{label}")
-        for route in ROUTES:
-            out = OUT / f"batching-{label}-{route}.json"
-            subprocess.run([sys.executable, "-m", "scripts.loadtest", "--url", f"http://127.0.0.1:{port}/{label}",
-                            "--routes", route, "--sweep", opts.levels, "--duration", str(opts.duration),
-                            "--warmup", str(opts.warmup), "--image-size", IMAGE_SIZE, "--steps", str(IMAGE_STEPS),
-                            "--out", str(out)], cwd=ROOT, check=True)
-            levels = json.loads(out.read_text())["levels"]
-            rows = [{"concurrency": lv["users"], "rps": lv["routes"][route]["throughput_rps"],
-                     "p50_ms": lv["routes"][route]["latency_ms"]["p50"],
-                     "p99_ms": lv["routes"][route]["latency_ms"]["p99"],
-                     "errors": sum(lv["routes"][route]["errors"].values())} for lv in levels]
-            best = max(rows, key=lambda r: r["rps"])
-            saturation = next(r for r in rows if r["rps"] >= 0.95 * best["rps"])
-            report["cases"][f"{label}/{route}"] = {
-                "max_batch_size": size, "levels": rows, "saturation_concurrency": saturation["concurrency"],
-                "saturated_rps": best["rps"],
-                "fraction_of_in_process": round(best["rps"] / baseline[route], 3)}
-        serve.delete(label)
-    report["loadavg_end"] = os.getloadavg()
-    (OUT / "batching.json").write_text(json.dumps(report, indent=2) + "\n")
+    with local_stack(models) as stack:
+        report = {"command": rw.command("batching"), "date": rw.now(), "cpus": os.cpu_count(),
+                  "loadavg_start": os.getloadavg(), "in_process_rps": baseline, "cases": {}}
+        for label, size in (("batch_on", 4), ("batch_off", 1)):
+            serve.run(build_app(app_args(size)), name=label, route_prefix=f"/{label}")
+            for route in ROUTES:
+                out = OUT / f"batching-{label}-{route}.json"
+                subprocess.run([sys.executable, "-m", "mmserve.bench.loadtest", "--url", f"{stack.url}/{label}",
+                                "--routes", route, "--sweep", opts.levels, "--duration", str(opts.duration),
+                                "--warmup", str(opts.warmup), "--image-size", IMAGE_SIZE, "--steps", str(IMAGE_STEPS),
+                                "--out", str(out)], cwd=ROOT, check=True)
+                levels = json.loads(out.read_text())["levels"]
+                rows = [{"concurrency": lv["users"], "rps": lv["routes"][route]["throughput_rps"],
+                         "p50_ms": lv["routes"][route]["latency_ms"]["p50"],
+                         "p99_ms": lv["routes"][route]["latency_ms"]["p99"],
+                         "errors": sum(lv["routes"][route]["errors"].values())} for lv in levels]
+                best = max(rows, key=lambda r: r["rps"])
+                saturation = next(r for r in rows if r["rps"] >= 0.95 * best["rps"])
+                report["cases"][f"{label}/{route}"] = {
+                    "max_batch_size": size, "levels": rows, "saturation_concurrency": saturation["concurrency"],
+                    "saturated_rps": best["rps"],
+                    "fraction_of_in_process": round(best["rps"] / baseline[route], 3)}
+            serve.delete(label)
+        report["loadavg_end"] = os.getloadavg()
+    rw.write(OUT / "batching.json", report, indent=2, newline=True)
     print(json.dumps({k: {x: v[x] for x in ("saturation_concurrency", "saturated_rps", "fraction_of_in_process")}
                       for k, v in report["cases"].items()}, indent=2))
-    serve.shutdown()
-    ray.shutdown()
 
 
 if __name__ == "__main__":

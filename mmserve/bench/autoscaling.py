@@ -1,9 +1,9 @@
 """Autoscaling under a load step, recorded by the load tool: replicas up, then down, no failures.
 
-    python scripts/bench_autoscaling.py [--levels 1,6,1] [--duration 40] [--models DIR]
+    python -m mmserve.bench autoscaling [--levels 1,6,1] [--duration 40] [--models DIR]
 
 Serves tiny SD3 (one request at a time per replica) with short scaling delays on a local Ray
-cluster with its dashboard, and runs the load tool (`python -m scripts.loadtest --replicas`,
+cluster with its dashboard, and runs the load tool (`python -m mmserve.bench loadtest --replicas`,
 closed loop) through a low -> high -> low step while it polls Serve's replica counts. Writes
 docs/bench/autoscaling.json and .png (latency and throughput per level, replicas over time).
 """
@@ -20,16 +20,16 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from graphs.app import build_app  # noqa: E402
-from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
+from mmserve.bench import report as rw  # noqa: E402
+from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
+from mmserve.bench.stack import local_stack  # noqa: E402
 from mmserve.config import AutoscalingArgs, BatchArgs, DeploymentArgs  # noqa: E402
+from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
-from scripts.serving import free_port  # noqa: E402
 
-OUT = ROOT / "docs" / "bench" / "autoscaling.json"
+OUT = BENCH_DIR / "autoscaling.json"
 # One replica holds one request at a time (target 1): each extra concurrent user asks for one
 # more replica, up to max_replicas. Delays are seconds here; serve_config.yaml uses minutes.
 # Replicas push their load to the controller every 10 s (Ray's default), so reactions lag the
@@ -45,7 +45,6 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=None, help="tiny model root (default: a temp dir)")
     opts = parser.parse_args()
 
-    import ray
     from ray import serve
 
     models = opts.models or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
@@ -57,25 +56,17 @@ def main() -> None:
     image.deployment = DeploymentArgs(num_cpus=0, max_ongoing_requests=2, max_queued_requests=-1,
                                       autoscaling=SCALING)
 
-    http_port, dashboard_port = free_port(), free_port()
-    ray.init(num_cpus=8, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
-             log_to_driver=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"MMSERVE_MODEL_ROOT": str(models), "HF_HUB_OFFLINE": "1"}})
-    serve.start(http_options={"host": "127.0.0.1", "port": http_port})
-    try:
+    with local_stack(models, dashboard=True) as stack:
         serve.run(build_app(AppArgs(models=[image], gateway=local.gateway)), name="autoscale", route_prefix="/")
-        subprocess.run([sys.executable, "-m", "scripts.loadtest", "--url", f"http://127.0.0.1:{http_port}",
+        subprocess.run([sys.executable, "-m", "mmserve.bench.loadtest", "--url", stack.url,
                         "--routes", "images", "--sweep", opts.levels, "--duration", str(opts.duration),
                         "--warmup", "0", "--image-size", "256x256", "--steps", "20", "--replicas",
-                        "--replicas-interval", "1", "--dashboard", f"http://127.0.0.1:{dashboard_port}",
+                        "--replicas-interval", "1", "--dashboard", stack.dashboard_url,
                         "--out", str(OUT)], cwd=ROOT, check=True)
-    finally:
-        serve.shutdown()
-        ray.shutdown()
     report = json.loads(OUT.read_text())
-    report["meta"]["command"] = "python scripts/bench_autoscaling.py " + " ".join(sys.argv[1:])
+    report["meta"]["command"] = rw.command("autoscaling")
     report["meta"]["autoscaling"] = SCALING.model_dump()
-    OUT.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    rw.write(OUT, report)
     samples = report["replicas"]["samples"]
     running = [s["deployments"].get(f"autoscale/{image.name}", {}).get("running") for s in samples]
     print(json.dumps({

@@ -1,6 +1,6 @@
 """Build the tiny random-weight models used by the local run and the tests.
 
-    python scripts/build_tiny_models.py --out .models [--force] [names...]
+    python -m mmserve.tiny --out .models [--force] [names...]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from mmserve.tiny.catalog import BUILDERS, build_all  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m mmserve.tiny", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(".models"))
     parser.add_argument("--force", action="store_true", help="rebuild folders that already exist")
     parser.add_argument("names", nargs="*", help=f"any of {', '.join(BUILDERS)} (default: all)")

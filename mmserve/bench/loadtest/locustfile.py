@@ -11,8 +11,9 @@ offered rate (the "coordinated omission" that a per-user `constant_throughput` w
 each of its users stops offering load while its own request is slow). Arrivals that started
 more than 10 ms late are counted as `late_starts`; many of them mean the pool was too small.
 
-Also usable with locust's own CLI (its stats only, no JSON report):
-    MMSERVE_ROUTES=speech-to-image,healthz locust -f scripts/loadtest/locustfile.py --headless \
+Also usable with locust's own CLI (its stats only, no JSON report; mmserve must be importable, as
+`pip install -e .` makes it):
+    MMSERVE_ROUTES=speech-to-image,healthz locust -f mmserve/bench/loadtest/locustfile.py --headless \
         -H http://127.0.0.1:8000 -u 4 -t 30s
 """
 
@@ -21,22 +22,17 @@ from __future__ import annotations
 import itertools
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import gevent
 import requests
 from locust import User, constant, events, task
 from locust.env import Environment
 
-if __package__ in (None, ""):  # loaded by the locust CLI as a plain file
-    sys.path.insert(0, str(Path(__file__).parents[2]))
-
-from scripts.loadtest.payloads import Payloads  # noqa: E402
-from scripts.loadtest.routes import ROUTES, Call, Options, Outcome, parse_mix  # noqa: E402
-from scripts.loadtest.safety import check_loopback  # noqa: E402
+from mmserve.bench.loadtest.payloads import Payloads
+from mmserve.bench.loadtest.routes import ROUTES, Call, Options, Outcome, parse_mix
+from mmserve.bench.loadtest.safety import check_loopback
 
 LATE_S = 0.010
 

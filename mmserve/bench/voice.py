@@ -1,9 +1,9 @@
 """Time to first audio of a spoken reply: voice chat (HTTP SSE) and /v1/realtime, side by side in one run.
 
-    python scripts/bench_voice.py [--levels 1,4,8] [--duration 60] [--silence-ms 300] [--out docs/bench/voice.json]
+    python -m mmserve.bench voice [--levels 1,4,8] [--duration 60] [--silence-ms 300] [--out docs/bench/voice.json]
 
 Serves configs/local.yaml's voice-chat models (its default ASR, LLM and TTS, with their local
-settings) and gateway on this machine, then runs the load tool (`python -m scripts.loadtest`)
+settings) and gateway on this machine, then runs the load tool (`python -m mmserve.bench loadtest`)
 closed loop at each level of concurrent sessions, first on `voice-chat`, then on `realtime`:
 
 - voice chat: the whole recording is uploaded at once (tests/data/speech_en.wav); time to first
@@ -21,12 +21,12 @@ seconds per part of the stack (each deployment, Serve's proxy, the load tool) ov
 session uses, `gateway.realtime.vad_chunk_ms` in speech and `vad_listen_chunk_ms` otherwise. `--serve-only` starts the stack and waits (for trying the
 tool by hand).
 
-    python scripts/bench_voice.py gpu [--tiny] [--work DIR] [--out DIR]
+    python -m mmserve.bench voice gpu [--tiny] [--work DIR] [--out DIR]
 
-The GPU check's voice case (scripts/gpu_check.sh), without Ray: one voice-chat turn through the
+The GPU check's voice case (mmserve/bench/gpu/check.sh), without Ray: one voice-chat turn through the
 runners alone, as the flow chains them: ASR on the recording, the LLM streamed until its first
 speakable clause, ChatTTS streamed to its first chunk; on the real-size random-weight models
-scripts/gpu_bench.py builds, with ASR on CPU as serve_config.yaml places it. Writes gpu-voice.json.
+mmserve/bench/gpu/bench.py builds, with ASR on CPU as serve_config.yaml places it. Writes gpu-voice.json.
 """
 
 from __future__ import annotations
@@ -47,14 +47,15 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from scripts.serving import free_port, wait_ready  # noqa: E402
+from mmserve.bench import report as rw  # noqa: E402
+from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
+from mmserve.bench.stack import local_stack  # noqa: E402
+from mmserve.bench.wait import wait_ready  # noqa: E402
 
-OUT = ROOT / "docs" / "bench" / "voice.json"
+OUT = BENCH_DIR / "voice.json"
 GOAL_P50_MS = 600.0
 SERVER_TIMINGS = ("server_asr_ms", "server_llm_first_token_ms", "server_first_audio_ms", "server_total_ms")
 
@@ -75,9 +76,9 @@ def voice_stack(local):
 
 def load_tool(url: str, route: str, level: int, out: Path, opts: argparse.Namespace,
               deployments: tuple[str, ...]) -> dict:
-    """One closed-loop level of `python -m scripts.loadtest` on one route: its report, plus the CPU
+    """One closed-loop level of `python -m mmserve.bench loadtest` on one route: its report, plus the CPU
     each part of the stack used meanwhile (`cpu_cores`, warm-up included)."""
-    cmd = [sys.executable, "-m", "scripts.loadtest", "--url", url, "--routes", route, "--sweep", str(level),
+    cmd = [sys.executable, "-m", "mmserve.bench.loadtest", "--url", url, "--routes", route, "--sweep", str(level),
            "--duration", str(opts.duration), "--warmup", str(opts.warmup), "--audio", "en",
            "--realtime-silence-ms", str(opts.silence_ms), "--realtime-chunk-ms", str(opts.chunk_ms),
            "--realtime-clip", "en", "--timeout", "120", "--out", str(out)]
@@ -215,12 +216,11 @@ def main() -> None:
     opts = parser.parse_args()
     scenarios = opts.scenarios.split(",")
 
-    import ray
     from ray import serve
 
     from graphs.app import build_app
-    from mmserve.config.app import load_app_args
     from graphs.proxy_guard import IMPORT_PATH
+    from mmserve.config.app import load_app_args
     from mmserve.tiny.catalog import build_all
 
     models = opts.models or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
@@ -228,18 +228,13 @@ def main() -> None:
     os.environ["MMSERVE_MODEL_ROOT"] = str(models)
     os.environ["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] = IMPORT_PATH  # as scripts/run_local.sh serves
     app_args = voice_stack(load_app_args(ROOT / "configs" / "local.yaml"))
-    http_port = free_port()
-    url = f"http://127.0.0.1:{http_port}"
     vad_cost = None if opts.serve_only or "realtime" not in scenarios else vad_cpu_cost(
         models / "funasr" / "vad", (app_args.gateway.realtime.vad_chunk_ms, app_args.gateway.realtime.vad_listen_chunk_ms))
-    load_start = [round(x, 2) for x in os.getloadavg()]
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"MMSERVE_MODEL_ROOT": str(models), "HF_HUB_OFFLINE": "1",
-                                       "TRANSFORMERS_OFFLINE": "1"}})
-    serve.start(http_options={"host": "127.0.0.1", "port": http_port})
+    load_start = rw.loadavg()
     results: dict = {}
     tmp = Path(tempfile.mkdtemp(prefix="mmserve-voice-"))
-    try:
+    with local_stack(models) as stack:
+        url = stack.url
         serve.run(build_app(app_args), name="voice", route_prefix="/")
         wait_ready(url)
         print(f"serving on {url}", flush=True)
@@ -259,16 +254,13 @@ def main() -> None:
         if "realtime" in scenarios:
             levels = [realtime_level(level("realtime", n)) for n in sessions]
             results["realtime"] = {"levels": levels, "goal": goal(levels, "first_audio_after_speech_ms")}
-    finally:
-        serve.shutdown()
-        ray.shutdown()
     flow = app_args.served_flows()["voice-chat"]
     out = {
-        "tool": "scripts/bench_voice.py",
-        "command": "python scripts/bench_voice.py " + " ".join(sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "tool": "mmserve.bench.voice",
+        "command": rw.command("voice"),
+        "date": rw.now(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_at_start": load_start,
-                    "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+                    "loadavg_at_end": rw.loadavg()},
         "settings": {"config": "configs/local.yaml (voice-chat models only)", "asr": flow.asr, "llm": flow.llm,
                      "tts": flow.tts, "max_new_tokens": flow.max_new_tokens, "clip": "tests/data/speech_en.wav",
                      "realtime_silence_duration_ms": opts.silence_ms, "realtime_chunk_ms": opts.chunk_ms,
@@ -279,8 +271,7 @@ def main() -> None:
         "scenarios": results,
         "vad_cpu_ms_per_audio_s": vad_cost,
     }
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(json.dumps(out, indent=1, ensure_ascii=False))
+    rw.write(opts.out, out)
     print(f"wrote {opts.out}")
 
 
@@ -327,13 +318,13 @@ def speak_first_clause(llm_stream, tts, voice_args) -> dict:
 def voice_turn_figures(ctx: dict, turns: int) -> dict:
     import statistics
 
+    from mmserve.bench.gpu import bench as gb
     from mmserve.config.flows import FlowsArgs
     from mmserve.media import decode_audio
     from mmserve.protocol.llm import ChatMessage, GenerationParams
-    from mmserve.runners.paraformer import AsrArgs, AsrRunner
-    from mmserve.runners.llm import LlmArgs, LlmRunner
     from mmserve.runners.chattts import TtsArgs, TtsRunner
-    from scripts import gpu_bench as gb
+    from mmserve.runners.llm import LlmArgs, LlmRunner
+    from mmserve.runners.paraformer import AsrArgs, AsrRunner
 
     tiny, device = ctx["tiny"], ctx["device"]
     asr_device = "cpu"  # serve_config.yaml serves Paraformer on CPU (num_gpus 0)
@@ -381,17 +372,17 @@ def voice_turn_figures(ctx: dict, turns: int) -> dict:
 def main_gpu(argv: list[str]) -> int:
     import traceback
 
-    from scripts import gpu_bench as gb
+    from mmserve.bench.gpu import bench as gb
 
-    parser = argparse.ArgumentParser(prog="bench_voice.py gpu", description="voice chat's time to first audio, runners only")
+    parser = argparse.ArgumentParser(prog="python -m mmserve.bench voice gpu", description="voice chat's time to first audio, runners only")
     parser.add_argument("--tiny", action="store_true", help="tiny models on CPU (the dry run)")
     parser.add_argument("--device", default=None, help="LLM and TTS device (default cuda, cpu with --tiny)")
-    parser.add_argument("--work", default="/tmp/mmserve-gpu-work", help="model folders, shared with gpu_bench.py")
+    parser.add_argument("--work", default="/tmp/mmserve-gpu-work", help="model folders, shared with mmserve.bench.gpu.bench")
     parser.add_argument("--turns", type=int, default=None, help="turns timed (default 3 on a GPU, 1 on CPU)")
     parser.add_argument("--out", action="append", default=[], help="folder for gpu-voice.json (repeatable)")
     args = parser.parse_args(argv)
     device = args.device or ("cpu" if args.tiny else "cuda")
-    out_dirs = [Path(d) for d in args.out or [ROOT / "docs" / "bench"]]
+    out_dirs = [Path(d) for d in args.out or [BENCH_DIR]]
     record = {"name": "voice", "status": "started", "mode": f"{'tiny' if args.tiny else 'real-size'} on {device}",
               "command": " ".join([Path(sys.executable).name, *sys.argv]), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "machine": gb.machine(), "measures": "one voice-chat turn through the runners: ASR -> LLM streamed to "
@@ -407,7 +398,7 @@ def main_gpu(argv: list[str]) -> int:
         torch.manual_seed(0)
         ctx = {"tiny": args.tiny, "device": device, "work": Path(args.work)}
         record.update(status="ok", figures=voice_turn_figures(ctx, args.turns or (3 if device.startswith("cuda") else 1)))
-    except Exception as exc:  # noqa: BLE001 -- recorded, as gpu_bench.py records its failures
+    except Exception as exc:  # noqa: BLE001 -- recorded, as mmserve.bench.gpu.bench records its failures
         record.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:])
     record["wall_s"] = round(time.perf_counter() - t0, 2)
     gb.write(record, out_dirs)

@@ -6,12 +6,12 @@ saves it as an ordinary model folder, loads it through mmserve's own runner exac
 weights load, and times the runner's public calls. Tokenizers, scheduler, VAD/punctuation and
 the other small pieces come from mmserve's tiny builders (`mmserve.tiny`). `--tiny` swaps the real
 configs for the tiny builders' own and runs one short pass on CPU: the dry run of
-scripts/gpu_check.sh. Outputs are noise; only times and memory mean anything.
+mmserve/bench/gpu/check.sh. Outputs are noise; only times and memory mean anything.
 
-    python scripts/gpu_bench.py plan
-    python scripts/gpu_bench.py probe
-    python scripts/gpu_bench.py run sd3 [--tiny] [--work DIR] [--out DIR]
-    python scripts/gpu_bench.py summary DIR [--json FILE]
+    python -m mmserve.bench gpu-bench plan
+    python -m mmserve.bench gpu-bench probe
+    python -m mmserve.bench gpu-bench run sd3 [--tiny] [--work DIR] [--out DIR]
+    python -m mmserve.bench gpu-bench summary DIR [--json FILE]
 
 `run` writes `<out>/gpu-<name>.json` (status "started" first, so a benchmark killed at its time
 box still leaves a record) with the machine, versions, command and figures.
@@ -33,13 +33,12 @@ import time
 import traceback
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[3]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-# name -> (time box in seconds on an H100/H200, what it measures); order = priority in gpu_check.sh
+# name -> (time box in seconds on an H100/H200, what it measures); order = priority in check.sh
 PLAN = {
     "sd3": (120, "SD3 Medium + T5, fp16, 1024x1024, 28 steps: s/image and peak memory, batch 1 and the per-call batch"),
     "llm": (90, "Qwen2.5-7B-sized LLM, transformers runner, production dtype: tokens/s for one stream"),
@@ -238,6 +237,7 @@ def build_tts(folder: Path, tiny: bool) -> dict:
     """ChatTTS folder from mmserve.tiny.chattts; for real size its Config is ChatTTS's default one
     (the real architecture), checked against the shipped GPT config."""
     from dataclasses import asdict
+
     from ChatTTS.config import Config
 
     from mmserve.tiny import chattts as tiny_chattts
@@ -422,7 +422,7 @@ def cmd_run(args) -> int:
         if args.name.endswith("bit") and device == "cpu":
             record.update(status="skipped", note="bitsandbytes quantization needs CUDA (GPU run only)")
         elif args.name.endswith("bit") and not versions()["bitsandbytes"]:
-            record.update(status="skipped", note="bitsandbytes is not installed (not carried: scripts/gpu_wheels.sh)")
+            record.update(status="skipped", note="bitsandbytes is not installed (not carried: mmserve/bench/gpu/wheels.sh)")
         else:
             quiet_progress_bars()
             torch.manual_seed(0)
@@ -520,7 +520,7 @@ def headline(r: dict) -> str:
                 f"TTFT {f['time_to_first_token_s']} s, peak {f['peak_gib']} GiB, load {f['load_s']} s")
     if "rtf" in f:
         return f"RTF {f['rtf']} on {f['audio_s']} s of audio, peak {f['peak_gib']} GiB, load {f['load_s']} s"
-    if "goal_first_audio_ms" in f:  # bench_voice.py gpu: one voice-chat turn through the runners
+    if "goal_first_audio_ms" in f:  # mmserve.bench.voice gpu: one voice-chat turn through the runners
         m = f["median"]
         return (f"first audio {m['first_audio_ms']} ms (ASR {m['asr_ms']}, LLM first token {m['llm_first_token_ms']}), "
                 f"median of {f['turns']} turns, goal {f['goal_first_audio_ms']:g} ms {'met' if f['goal_met'] else 'missed'}")

@@ -1,6 +1,6 @@
 """A real multi-node Ray cluster on one machine: a head and worker nodes, each its own raylet.
 
-    python -m scripts.local_cluster [--workers 2]     # prints the addresses, Ctrl-C stops it
+    python -m mmserve.bench cluster [--workers 2]     # prints the addresses, Ctrl-C stops it
 
 Each node is one `ray start --block` process in a process group of its own; killing a node
 (`kill_node`) SIGKILLs that group and every process below it (its raylet, agents and workers, i.e.
@@ -32,9 +32,10 @@ from typing import Self
 
 import requests
 
-from scripts.serving import free_port
+from mmserve.bench.report import ROOT
+from mmserve.bench.stack import free_port
+from mmserve.bench.wait import wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 # Note: `ray start` swaps --node-ip-address=127.0.0.1 for the machine's own address
 # (ray._private.services.resolve_ip_for_localhost) in every Ray process, so the nodes' GCS, raylet
@@ -159,7 +160,7 @@ class LocalCluster:
     def start(self, timeout_s: float = 300) -> Self:
         try:
             self._start_node(self.head_spec, head=True)
-            self._wait(self._head_up, timeout_s, "the head's dashboard")
+            wait_until(self._head_up, timeout_s, "the head's dashboard")
             for spec in self.worker_specs:  # one at a time: a node names its sockets after those already there
                 self._start_node(spec)
                 self.wait_nodes(timeout_s)
@@ -277,7 +278,7 @@ class LocalCluster:
                 node.node_id = match[0]["node_id"] if match else None
             return all(node.node_id for node in self.nodes.values())
 
-        self._wait(all_alive, timeout_s, f"{len(self.nodes)} alive nodes")
+        wait_until(all_alive, timeout_s, f"{len(self.nodes)} alive nodes")
 
     def node_name(self, node_id: str) -> str | None:
         return next((name for name, node in self.nodes.items() if node.node_id == node_id), None)
@@ -309,7 +310,7 @@ class LocalCluster:
                 raise RuntimeError(f"{app} failed to deploy: {self.serve_details()['applications'][app]}")
             return status == "RUNNING"
 
-        self._wait(running, timeout_s, f"application {app} RUNNING")
+        wait_until(running, timeout_s, f"application {app} RUNNING")
 
     def actor_pid(self, class_name: str) -> tuple[int, str]:
         """(pid, node_id) of the alive actor of a class (e.g. ServeController), from the state API."""
@@ -324,15 +325,6 @@ class LocalCluster:
         """A replica's log file (its path is relative to the logs folder of the node it ran on)."""
         matches = sorted(self.temp_dir.glob(f"session_*/logs/{log_file_path.lstrip('/')}"))
         return matches[-1] if matches else None
-
-    @staticmethod
-    def _wait(condition, timeout_s: float, what: str, interval_s: float = 0.5) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            time.sleep(interval_s)
-        raise TimeoutError(f"waited {timeout_s:.0f} s for {what}")
 
 
 def main() -> None:

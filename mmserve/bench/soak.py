@@ -1,6 +1,6 @@
 """Soak: hours of mixed load on every route at a fraction of measured capacity; no errors, no leaks.
 
-    python scripts/soak.py [--minutes 20] [--fraction 0.7] [--rate R] [--url URL --ray-address auto]
+    python -m mmserve.bench soak [--minutes 20] [--fraction 0.7] [--rate R] [--url URL --ray-address auto]
                            [--out docs/bench/soak.json]
 
 Without --url it starts configs/local.yaml on a local Ray cluster in this process (tiny models,
@@ -9,7 +9,7 @@ built into --models or a temp dir). Then:
 1. capacity: unless --rate is given, a closed-loop run of the whole route mix (--capacity-users
    clients, --capacity-seconds) measures how many requests/s of the mix the stack completes;
 2. soak: open-loop load at --fraction of it (or --rate), evenly spaced arrivals cycling through
-   every route the gateway lists (`scripts.loadtest.routes`), latency counted from the scheduled
+   every route the gateway lists (`mmserve.bench.loadtest.routes`), latency counted from the scheduled
    arrival so a stalled stack cannot hide behind a slower offered rate;
 3. every --interval s a sample: each Serve replica's RSS (psutil on the replica PIDs from the
    Serve controller, by deployment), Ray's object store use (the raylet's store stats), requests
@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -38,24 +36,26 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
-import requests  # noqa: E402
 
-from scripts.loadtest.payloads import Payloads  # noqa: E402
-from scripts.loadtest.routes import ROUTES, Call, Options, parse_mix  # noqa: E402
-from scripts.loadtest.safety import check_loopback  # noqa: E402
-from scripts.serving import free_port, wait_ready  # noqa: E402
+from mmserve.bench import report as rw  # noqa: E402
+from mmserve.bench.load import RecordingSession, Sample, SteadyLoad, send_one  # noqa: E402
+from mmserve.bench.loadtest.payloads import Payloads  # noqa: E402
+from mmserve.bench.loadtest.routes import Options, parse_mix  # noqa: E402
+from mmserve.bench.loadtest.safety import check_loopback  # noqa: E402
+from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
+from mmserve.bench.stack import start_stack, stop_stack  # noqa: E402
+from mmserve.bench.wait import wait_ready  # noqa: E402
 
-OUT = ROOT / "docs" / "bench" / "soak.json"
+OUT = BENCH_DIR / "soak.json"
 MB = 1024 * 1024
-PERCENTILES = (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
 
 
-def percentile_ms(ordered: list[float], q: float) -> float:
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+def latency_ms(latencies_s: list[float]) -> dict:
+    """p50, p99 and max in ms, each an observed latency (numpy's "higher" method: the sample at index
+    floor(q * n) of the sorted list, as this report has always picked them)."""
+    return rw.percentiles(latencies_s, (50, 99, 100), method="higher", extra=(), scale=1000, digits=1)
 
 
 class Traffic:
@@ -72,48 +72,35 @@ class Traffic:
         self.counter = itertools.count()
 
     def send(self, route: str, scheduled: float | None = None) -> None:
-        session = getattr(self.local, "session", None) or requests.Session()
+        """One request of the open loop, sent for its `scheduled` arrival, and counted."""
+        session = getattr(self.local, "session", None) or RecordingSession()
         self.local.session = session
-        i = next(self.counter)
-        start = time.monotonic()
-        origin = scheduled if scheduled is not None else start
-        try:
-            outcome = ROUTES[route].send(Call(session, self.url, self.payloads, self.options, i))
-            status, error = outcome.status, outcome.error
-        except requests.RequestException as exc:
-            status, error = 0, f"{type(exc).__name__}: {exc}"[:300]
-        latency = time.monotonic() - origin
+        self.count(send_one(session, self.url, route, self.payloads, self.options, next(self.counter)), scheduled)
+
+    def count(self, sample: Sample, scheduled: float | None = None) -> None:
+        """Latency from the scheduled arrival (open loop) or the send (closed loop)."""
+        latency = sample.end - (scheduled if scheduled is not None else sample.start)
         with self.lock:
-            s = self.stats[route]
-            if scheduled is not None and start - scheduled > 0.5:
+            s = self.stats[sample.route]
+            if scheduled is not None and sample.start - scheduled > 0.5:
                 s["late_starts"] += 1
-            if error is None:
+            if sample.error is None:
                 s["ok"] += 1
                 s["latency_s"].append(latency)
             else:
-                s["errors"][str(status)] = s["errors"].get(str(status), 0) + 1
+                s["errors"][str(sample.status)] = s["errors"].get(str(sample.status), 0) + 1
                 if len(self.examples) < 20:
-                    self.examples.append(f"{route} {status}: {error}")
+                    self.examples.append(f"{sample.route} {sample.status}: {sample.error}")
 
     def closed_loop(self, users: int, seconds: float) -> float:
-        """Requests/s of the mix that `users` back-to-back clients complete in `seconds`."""
-        stop = time.monotonic() + seconds
-        done = [0] * users
-
-        def client(u: int) -> None:
-            for k in itertools.count(u, users):
-                if time.monotonic() >= stop:
-                    return
-                self.send(self.routes[k % len(self.routes)])
-                done[u] += 1
-
+        """Requests/s of the mix that `users` back-to-back clients complete in `seconds` (each client its
+        share of the routes; requests in flight at the end finish and count)."""
         start = time.monotonic()
-        threads = [threading.Thread(target=client, args=(u,), daemon=True) for u in range(users)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return sum(done) / (time.monotonic() - start)
+        load = SteadyLoad(self.url, self.routes, users, self.payloads, self.options, share=True,
+                          on_sample=self.count).start()
+        time.sleep(seconds)
+        done = len(load.stop(timeout_s=None))
+        return done / (time.monotonic() - start)
 
     def open_loop(self, rate: float, seconds: float, stop: threading.Event) -> None:
         """Evenly spaced arrivals at `rate`/s, routes in turn, until `seconds` pass or `stop` is set."""
@@ -142,7 +129,8 @@ class Traffic:
             for route, s in self.stats.items():
                 lat = sorted(s["latency_s"])
                 out[route] = {"ok": s["ok"], "errors_by_status": s["errors"], "late_starts": s["late_starts"],
-                              "latency_ms": {p: percentile_ms(lat, q) for p, q in PERCENTILES} if lat else None}
+                              "latency_ms": {"p50": (ms := latency_ms(lat))["p50"], "p99": ms["p99"],
+                                             "max": ms["p100"]} if lat else None}
             return out
 
 
@@ -259,7 +247,6 @@ def plot(report: dict, path: Path) -> Path:
 
 def start_local_stack(models: Path | None) -> str:
     """configs/local.yaml on a Ray cluster started in this process; its base URL."""
-    import ray
     from ray import serve
 
     from graphs.app import build_app
@@ -268,23 +255,11 @@ def start_local_stack(models: Path | None) -> str:
 
     root = (models or Path(tempfile.mkdtemp(prefix="mmserve-soak-"))).resolve()
     build_all(root)
-    os.environ["MMSERVE_MODEL_ROOT"] = str(root)
-    port = free_port()
-    ray.init(num_cpus=16, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                                       "MMSERVE_MODEL_ROOT": str(root)}})
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    stack = start_stack(root, num_cpus=16)
     serve.run(build_app(load_app_args(ROOT / "configs" / "local.yaml")), name="mmserve", route_prefix="/")
-    return f"http://127.0.0.1:{port}"
+    return stack.url
 
 
-
-
-def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "")
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "cpu_model": model, "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -359,13 +334,12 @@ def main(argv=None) -> int:
         result = judge(samples, warmup, args.rss_tolerance, args.store_slack_mb, routes_summary)
     finally:
         if started_here:
-            from ray import serve
-
-            serve.shutdown()
-        ray.shutdown()
+            stop_stack()
+        else:
+            ray.shutdown()
     report = {
-        "tool": "scripts/soak.py", "command": "python scripts/soak.py " + " ".join(argv or sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+        "tool": "mmserve.bench.soak", "command": rw.command("soak", argv),
+        "date": rw.now(), "machine": rw.machine(memory_gb=round(psutil.virtual_memory().total / 1024**3, 1)),
         "config": {"minutes": args.minutes, "fraction": args.fraction, "capacity_rps": capacity, "rate_rps": rate,
                    "routes": mix, "interval_s": args.interval, "warmup_s": warmup,
                    "capacity_users": args.capacity_users, "capacity_seconds": args.capacity_seconds,
@@ -375,8 +349,7 @@ def main(argv=None) -> int:
         "capacity_routes": capacity_routes, "routes": routes_summary, "error_examples": traffic.examples,
         "result": result, "samples": samples,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    rw.write(args.out, report)
     png = plot(report, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {png}: goals {result['goals']}; passed={result['passed']}", flush=True)
     return 0 if result["passed"] else 1

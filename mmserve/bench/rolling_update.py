@@ -1,11 +1,11 @@
 """Zero-downtime updates, recorded: `serve deploy` of a changed config under steady load, 0 failures.
 
-    python scripts/rolling_update.py [--models DIR] [--users 4] [--out docs/bench/rolling-update.json]
+    python -m mmserve.bench rolling-update [--models DIR] [--users 4] [--out docs/bench/rolling-update.json]
 
 Starts a local Ray cluster with its dashboard in this process, deploys configs/local.yaml with the
 real `serve deploy` CLI (REST to the dashboard, as in production; RAY_AUTH_MODE=token so the CLI
 presents the cluster's token), drives 8 routes that reach every always-on model (`MIX`, sent with
-the load tool's `scripts.loadtest.routes`) from a few closed-loop client threads, and applies three
+the load tool's `mmserve.bench.loadtest.routes`) from a few closed-loop client threads, and applies three
 changes in turn, each by `serve deploy` of a modified copy of the config:
 
 1. a changed model folder (sd3-medium pointed at a copy of its folder),
@@ -27,104 +27,48 @@ import argparse
 import copy
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 import yaml  # noqa: E402
 
-from scripts.loadtest.payloads import Payloads  # noqa: E402
-from scripts.loadtest.routes import ROUTES, Call, Options  # noqa: E402
-from scripts.serving import free_port  # noqa: E402
+from mmserve.bench import report as rw  # noqa: E402
+from mmserve.bench.load import Sample, SteadyLoad  # noqa: E402
+from mmserve.bench.loadtest.payloads import Payloads  # noqa: E402
+from mmserve.bench.loadtest.routes import Options  # noqa: E402
+from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
+from mmserve.bench.stack import start_stack, stop_stack  # noqa: E402
+from mmserve.bench.wait import ready, wait_until  # noqa: E402
 
-OUT = ROOT / "docs" / "bench" / "rolling-update.json"
+OUT = BENCH_DIR / "rolling-update.json"
 LOCAL = ROOT / "configs" / "local.yaml"
 # Routes that reach every always-on model of configs/local.yaml (music scales to zero, left out).
 MIX = ["healthz", "images", "chat", "transcribe", "speech-whole", "chat-vlm", "speech-to-image", "describe-aloud"]
 
 
-@dataclass
-class Record:
-    route: str
-    start: float
-    end: float
-    status: int
-    error: str | None
+# The steady load of a rolling update: each client its share of `MIX`, small requests.
+OPTIONS = Options(timeout_s=180, image_size="64x64", steps=2, max_tokens=8)
 
 
-@dataclass
-class SteadyLoad:
+def rolling_load(base_url: str, routes: list[str], users: int = 3) -> SteadyLoad:
     """Closed-loop clients, each cycling through its share of `routes`, until stopped.
 
     Every request is recorded (route, start, end, status, error), so failures can be counted for
-    any window, e.g. the span of one update.
-    """
-
-    base_url: str
-    routes: list[str]
-    users: int = 3
-    options: Options = field(default_factory=lambda: Options(timeout_s=180, image_size="64x64", steps=2,
-                                                             max_tokens=8))
-    records: list[Record] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.payloads = Payloads(["zh", "en"])
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._client, args=(u,), daemon=True, name=f"client-{u}")
-                         for u in range(self.users)]
-
-    def start(self) -> "SteadyLoad":
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 300) -> None:
-        """Stop sending; wait for the requests in flight to finish (they count too)."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout_s)
-
-    def _client(self, user: int) -> None:
-        session = requests.Session()
-        i = user
-        while not self._stop.is_set():
-            name = self.routes[i % len(self.routes)]
-            call = Call(session, self.base_url, self.payloads, self.options, i)
-            start = time.monotonic()
-            try:
-                outcome = ROUTES[name].send(call)
-                status, error = outcome.status, outcome.error
-            except requests.RequestException as exc:
-                status, error = 0, f"{type(exc).__name__}: {exc}"[:300]
-            with self._lock:
-                self.records.append(Record(name, start, time.monotonic(), status, error))
-            i += self.users
-
-    def between(self, start: float, end: float) -> list[Record]:
-        """Requests that were in flight at any moment of [start, end]."""
-        with self._lock:
-            return [r for r in self.records if r.end >= start and r.start <= end]
-
-    def count_since(self, start: float) -> int:
-        with self._lock:
-            return sum(1 for r in self.records if r.end >= start)
+    any window, e.g. the span of one update."""
+    return SteadyLoad(base_url, routes, users, Payloads(["zh", "en"]), OPTIONS, share=True)
 
 
-def summarize(records: list[Record]) -> dict:
+def summarize(records: list[Sample]) -> dict:
     """Requests, failures by status and route, a few failure messages."""
     failed = [r for r in records if r.error is not None]
     by_status: dict[str, int] = {}
@@ -185,22 +129,10 @@ def reconfigured(app: dict | None, deployment: str, user_config: dict,
     return None
 
 
-def wait_for(predicate, what: str, timeout_s: float, interval_s: float = 0.5):
-    """Poll `predicate()` until it returns something truthy; fail naming `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
-
-
 # ---- the recorded run ----
 
 def app_details(dashboard: str, name: str) -> dict | None:
-    from scripts.loadtest.replicas import ray_token
+    from mmserve.bench.loadtest.replicas import ray_token
 
     token = ray_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -252,9 +184,9 @@ def wait_for_update(change: Change, details, old: dict[str, set[str]], timeout_s
     """Poll Serve (`details()` -> the app's details) until the change is fully applied; the details then."""
     expected = expected_replicas(change.config)
     if change.in_place:
-        return wait_for(lambda: reconfigured(details(), change.in_place, change.user_config, expected), change.what,
-                        timeout_s)
-    return wait_for(lambda: update_done(details(), old, expected), change.what, timeout_s)
+        return wait_until(lambda: reconfigured(details(), change.in_place, change.user_config, expected), timeout_s,
+                          change.what)
+    return wait_until(lambda: update_done(details(), old, expected), timeout_s, change.what)
 
 
 def serve_deploy(config: dict, dashboard: str, workdir: Path, name: str) -> None:
@@ -265,11 +197,6 @@ def serve_deploy(config: dict, dashboard: str, workdir: Path, name: str) -> None
                    check=True, env=env, cwd=ROOT)
 
 
-def machine() -> dict:
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "loadavg": [round(x, 2) for x in os.getloadavg()]}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=None, help="tiny model root (default: build in a temp dir)")
@@ -278,42 +205,36 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     opts = parser.parse_args()
 
-    import ray
-    from ray import serve
-
     from mmserve.tiny.catalog import build_all
 
     models = (opts.models or Path(tempfile.mkdtemp(prefix="mmserve-rolling-"))).resolve()
     build_all(models)
     os.environ["MMSERVE_MODEL_ROOT"] = str(models)
     workdir = Path(tempfile.mkdtemp(prefix="mmserve-rolling-cfg-"))
-    http_port, dashboard_port = free_port(), free_port()
+    # `serve deploy` through the dashboard starts Serve: this process only starts Ray (and picks the port).
+    stack = start_stack(models, num_cpus=16, dashboard=True, serve_http=False, job_env=False)
     base = yaml.safe_load(LOCAL.read_text())
-    base["http_options"]["port"] = http_port
+    base["http_options"]["port"] = stack.port
     # configs/local.yaml resolves relative model folders against $MMSERVE_MODEL_ROOT at build time.
     base["applications"][0]["runtime_env"] = {"env_vars": {"MMSERVE_MODEL_ROOT": str(models), "HF_HUB_OFFLINE": "1",
                                                            "TRANSFORMERS_OFFLINE": "1"}}
     entry(base, "qwen2.5-7b-instruct")["deployment"]["num_replicas"] = 1
     app_name = base["applications"][0]["name"]
-    dashboard = f"http://127.0.0.1:{dashboard_port}"
-    url = f"http://127.0.0.1:{http_port}"
-
-    ray.init(num_cpus=16, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
-             log_to_driver=False, _node_ip_address="127.0.0.1")
-    report: dict = {"tool": "scripts/rolling_update.py", "command": "python " + " ".join(sys.argv),
-                    "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "routes": MIX,
+    dashboard, url = stack.dashboard_url, stack.url
+    report: dict = {"tool": "mmserve.bench.rolling_update", "command": rw.command("rolling-update"),
+                    "date": rw.now(), "machine": rw.machine(loadavg=rw.loadavg()), "routes": MIX,
                     "users": opts.users, "changes": []}
     load = None
     try:
         started = time.monotonic()
         serve_deploy(base, dashboard, workdir, "base")
-        wait_for(lambda: settled(app_details(dashboard, app_name), expected_replicas(base)), "the first deploy",
-                 opts.timeout, 2)
-        wait_for(lambda: requests.get(url + "/readyz", timeout=10).ok, "readiness", opts.timeout, 1)
+        wait_until(lambda: settled(app_details(dashboard, app_name), expected_replicas(base)), opts.timeout,
+                   "the first deploy", 2)
+        wait_until(lambda: ready(url), opts.timeout, "readiness", 1)
         report["first_deploy_s"] = round(time.monotonic() - started, 1)
-        load = SteadyLoad(url, MIX, users=opts.users).start()
+        load = rolling_load(url, MIX, users=opts.users).start()
         t0 = time.monotonic()
-        wait_for(lambda: load.count_since(t0) >= 2 * len(MIX), "steady load before the changes", opts.timeout)
+        wait_until(lambda: load.count_since(t0) >= 2 * len(MIX), opts.timeout, "steady load before the changes")
         report["before"] = summarize(load.between(t0, time.monotonic()))
         details = lambda: app_details(dashboard, app_name)  # noqa: E731
         for change in changes(base, models):
@@ -329,17 +250,15 @@ def main() -> int:
             print(json.dumps({k: result[k] for k in ("change", "update_s", "requests", "failed", "replicas_replaced")}),
                   flush=True)
         t1 = time.monotonic()
-        wait_for(lambda: load.count_since(t1) >= 2 * len(MIX), "steady load after the changes", opts.timeout)
+        wait_until(lambda: load.count_since(t1) >= 2 * len(MIX), opts.timeout, "steady load after the changes")
         load.stop()
         report["after"] = summarize(load.between(t1, time.monotonic()))
         report["whole_run"] = summarize(load.records)
     finally:
         if load is not None:
             load.stop(timeout_s=60)
-        serve.shutdown()
-        ray.shutdown()
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+        stop_stack()
+    rw.write(opts.out, report)
     print(f"wrote {opts.out}: {report['whole_run']['requests']} requests, {report['whole_run']['failed']} failed")
     return 1 if report["whole_run"]["failed"] else 0
 

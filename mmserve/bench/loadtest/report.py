@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
+from mmserve.bench.report import percentiles
 
 # The modality figure of each route: which per-request metric is a "first chunk" time, and
 # whether its latency is divided by audio seconds (real-time factor).
@@ -21,15 +21,6 @@ AFTER_SPEECH = {"realtime": ("first_audio_after_speech_ms", "speech_stopped_afte
                              "transcript_after_speech_ms", "response_created_after_speech_ms",
                              "response_done_after_speech_ms")}
 RTF_OF = {"transcribe": "audio_s", "speech": "audio_s", "speech-whole": "audio_s", "music": "audio_s"}
-
-
-def percentiles(values, points=(50, 90, 99)) -> dict[str, float] | None:
-    if len(values) == 0:
-        return None
-    arr = np.asarray(values, dtype=float)
-    out = {f"p{p}": round(float(np.percentile(arr, p)), 3) for p in points}
-    out.update(mean=round(float(arr.mean()), 3), min=round(float(arr.min()), 3), max=round(float(arr.max()), 3))
-    return out
 
 
 def summarize_route(name: str, samples: list, t0: float, t1: float) -> dict:

@@ -1,6 +1,6 @@
 """Serving overhead: each flow over HTTP vs the same runners called in one process, same inputs.
 
-    python scripts/bench_overhead.py [--pairs 40] [--out docs/bench/overhead.json]
+    python -m mmserve.bench overhead [--pairs 40] [--out docs/bench/overhead.json]
 
 Starts a local Ray cluster, serves (a) the speech -> text -> image flow on the tiny models and
 (b) transcription alone on a Paraformer-large-sized recognizer (random weights, 10 s of audio),
@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +25,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
@@ -35,29 +32,30 @@ import torch  # noqa: E402
 
 from deployments.common import with_resolved_paths  # noqa: E402
 from graphs.app import build_app  # noqa: E402
+from graphs.speech_to_image import REWRITE_SYSTEM_PROMPT  # noqa: E402
+from mmserve.bench import report  # noqa: E402
+from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
+from mmserve.bench.stack import local_stack  # noqa: E402
+from mmserve.config import BatchArgs  # noqa: E402
 from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.config.flows import FlowsArgs  # noqa: E402
-from graphs.speech_to_image import REWRITE_SYSTEM_PROMPT  # noqa: E402
-from mmserve.config import BatchArgs  # noqa: E402
 from mmserve.media import b64encode, decode_audio, encode_png, encode_wav  # noqa: E402
 from mmserve.protocol.image import ImageRequest  # noqa: E402
 from mmserve.protocol.llm import ChatMessage, GenerationParams  # noqa: E402
+from mmserve.runners.llm import LlmRunner  # noqa: E402
 from mmserve.runners.paraformer import AsrRunner  # noqa: E402
 from mmserve.runners.sd3 import ImageRunner  # noqa: E402
-from mmserve.runners.llm import LlmRunner  # noqa: E402
 from mmserve.tiny import funasr as tiny_funasr  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
-from scripts.serving import free_port  # noqa: E402
 
 SPEECH = ROOT / "tests" / "data" / "speech_zh.wav"
 IMAGE_OPTIONS = {"width": 128, "height": 128, "seed": 0}
 
 
 def percentiles(values: list[float]) -> dict:
-    ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]  # noqa: E731
-    return {"p50": round(statistics.median(ordered), 2), "p99": round(pick(0.99), 2),
-            "mean": round(statistics.fmean(ordered), 2), "n": len(ordered)}
+    """p50 (the median), p99 (the nearest rank), mean and count, as this benchmark has always recorded them."""
+    return {"p50": report.percentiles(values, (50,), extra=(), digits=2)["p50"],
+            **report.percentiles(values, (99,), method="nearest", extra=("mean", "n"), digits=2)}
 
 
 def breakdown(inproc_stages: list[dict], http_timings: list[dict], http_ms: list[float]) -> dict:
@@ -150,7 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=40, help="in-process/HTTP pairs per case")
     parser.add_argument("--models", type=Path, default=None, help="tiny model root (default: a temp dir)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "overhead.json")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "overhead.json")
     opts = parser.parse_args()
 
     import ray
@@ -175,64 +173,60 @@ def main() -> None:
         "model": "funasr_large/paraformer", "vad_model": "funasr_large/vad", "punc_model": "funasr_large/punc"})
     large_args = AppArgs(models=[large_asr], gateway=local.gateway)
 
-    port = free_port()
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"MMSERVE_MODEL_ROOT": str(models), "HF_HUB_OFFLINE": "1"}})
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    base = f"http://127.0.0.1:{port}"
+    with local_stack(models) as stack:
+        base = stack.url
+        flow = InProcessFlow(flow_args)
+        large = AsrRunner(with_resolved_paths(large_asr.runner))
+        speech, long_speech = SPEECH.read_bytes(), ten_seconds_of_speech()
+        client = httpx.Client(timeout=300)
+        http_stages: list[dict] = []  # the flow's own per-stage timings, from each HTTP reply
 
-    flow = InProcessFlow(flow_args)
-    large = AsrRunner(with_resolved_paths(large_asr.runner))
-    speech, long_speech = SPEECH.read_bytes(), ten_seconds_of_speech()
-    client = httpx.Client(timeout=300)
-    http_stages: list[dict] = []  # the flow's own per-stage timings, from each HTTP reply
+        def http_flow(prefix: str):
+            files = {"file": ("speech.wav", speech, "audio/wav")}
+            data = {k: str(v) for k, v in IMAGE_OPTIONS.items()}
+            response = client.post(f"{base}/{prefix}/v1/pipelines/speech-to-image", files=files, data=data)
+            response.raise_for_status()
+            http_stages.append(response.json()["timings"])
 
-    def http_flow(prefix: str):
-        files = {"file": ("speech.wav", speech, "audio/wav")}
-        data = {k: str(v) for k, v in IMAGE_OPTIONS.items()}
-        response = client.post(f"{base}/{prefix}/v1/pipelines/speech-to-image", files=files, data=data)
-        response.raise_for_status()
-        http_stages.append(response.json()["timings"])
+        def http_noop():
+            client.post(f"{base}/noop/chain", files={"file": ("speech.wav", speech, "audio/wav")}).raise_for_status()
 
-    def http_noop():
-        client.post(f"{base}/noop/chain", files={"file": ("speech.wav", speech, "audio/wav")}).raise_for_status()
+        def http_large():
+            files = {"file": ("speech.wav", long_speech, "audio/wav")}
+            client.post(base + "/large/v1/audio/transcriptions", files=files).raise_for_status()
 
-    def http_large():
-        files = {"file": ("speech.wav", long_speech, "audio/wav")}
-        client.post(base + "/large/v1/audio/transcriptions", files=files).raise_for_status()
-
-    cases = {
-        "speech_to_image_tiny": {"hops": 4, "app": lambda: build_app(flow_args), "prefix": "flow",
-                                 "inproc": lambda: flow(speech), "http": lambda: http_flow("flow")},
-        "speech_to_image_tiny_with_batch_wait": {
-            "hops": 4, "app": lambda: build_app(batched_args), "prefix": "batched",
-            "inproc": lambda: flow(speech), "http": lambda: http_flow("batched"),
-            "note": "configs/local.yaml as is: ASR and SD3 wait up to 50 ms each for a batch to fill"},
-        "transcription_paraformer_large_10s": {
-            "hops": 2, "app": lambda: build_app(large_args), "prefix": "large",
-            "inproc": lambda: large.transcribe(decode_audio(long_speech).samples), "http": http_large},
-        "ray_serve_floor_no_models": {
-            "hops": 4, "app": noop_chain_app, "prefix": "noop", "inproc": lambda: None, "http": http_noop,
-            "floor": True,
-            "note": "the flow's shape with no-op deployments: what Ray Serve itself costs on this machine"},
-    }
-    # One application at a time (idle replicas of the others would share the 2 cores), and within
-    # it paired and alternating: each HTTP request follows its in-process twin, so slow drifts in
-    # machine load hit both sides of a pair alike; the overhead is the median of paired differences.
-    samples = {}
-    for name, case in cases.items():
-        serve.run(case["app"](), name=case["prefix"], route_prefix="/" + case["prefix"])
-        for _ in range(2):  # warm-up: first calls compile kernels and fill caches on both sides
-            case["inproc"](), case["http"]()
-        http_stages.clear()
-        run = samples[name] = {"inproc": [], "http": [], "inproc_stages": [], "loadavg_before": os.getloadavg()}
-        for _ in range(opts.pairs):
-            run["inproc"].append(timed_ms(case["inproc"]))
-            if name.startswith("speech_to_image"):
-                run["inproc_stages"].append(dict(flow.stages))
-            run["http"].append(timed_ms(case["http"]))
-        run["http_stages"], run["loadavg_after"] = list(http_stages), os.getloadavg()
-        serve.delete(case["prefix"])
+        cases = {
+            "speech_to_image_tiny": {"hops": 4, "app": lambda: build_app(flow_args), "prefix": "flow",
+                                     "inproc": lambda: flow(speech), "http": lambda: http_flow("flow")},
+            "speech_to_image_tiny_with_batch_wait": {
+                "hops": 4, "app": lambda: build_app(batched_args), "prefix": "batched",
+                "inproc": lambda: flow(speech), "http": lambda: http_flow("batched"),
+                "note": "configs/local.yaml as is: ASR and SD3 wait up to 50 ms each for a batch to fill"},
+            "transcription_paraformer_large_10s": {
+                "hops": 2, "app": lambda: build_app(large_args), "prefix": "large",
+                "inproc": lambda: large.transcribe(decode_audio(long_speech).samples), "http": http_large},
+            "ray_serve_floor_no_models": {
+                "hops": 4, "app": noop_chain_app, "prefix": "noop", "inproc": lambda: None, "http": http_noop,
+                "floor": True,
+                "note": "the flow's shape with no-op deployments: what Ray Serve itself costs on this machine"},
+        }
+        # One application at a time (idle replicas of the others would share the 2 cores), and within
+        # it paired and alternating: each HTTP request follows its in-process twin, so slow drifts in
+        # machine load hit both sides of a pair alike; the overhead is the median of paired differences.
+        samples = {}
+        for name, case in cases.items():
+            serve.run(case["app"](), name=case["prefix"], route_prefix="/" + case["prefix"])
+            for _ in range(2):  # warm-up: first calls compile kernels and fill caches on both sides
+                case["inproc"](), case["http"]()
+            http_stages.clear()
+            run = samples[name] = {"inproc": [], "http": [], "inproc_stages": [], "loadavg_before": os.getloadavg()}
+            for _ in range(opts.pairs):
+                run["inproc"].append(timed_ms(case["inproc"]))
+                if name.startswith("speech_to_image"):
+                    run["inproc_stages"].append(dict(flow.stages))
+                run["http"].append(timed_ms(case["http"]))
+            run["http_stages"], run["loadavg_after"] = list(http_stages), os.getloadavg()
+            serve.delete(case["prefix"])
 
     results = {}
     for name, case in cases.items():
@@ -249,18 +243,15 @@ def main() -> None:
         }
         if samples[name]["http_stages"]:
             results[name]["breakdown_p50_ms"] = breakdown(samples[name]["inproc_stages"], samples[name]["http_stages"], http)
-    report = {
-        "command": "python scripts/bench_overhead.py " + " ".join(sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    record = {
+        "command": report.command("overhead"),
+        "date": report.now(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "versions": {"ray": ray.__version__, "torch": torch.__version__},
         "results": results,
     }
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    report.write(opts.out, record, indent=2, newline=True)
     print(json.dumps(results, indent=2))
-    serve.shutdown()
-    ray.shutdown()
 
 
 if __name__ == "__main__":

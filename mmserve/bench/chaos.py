@@ -1,13 +1,14 @@
 """Faults under steady mixed load on a real multi-node cluster: which requests fail, with what
 status, and how long until the route and the replica counts are back.
 
-    python scripts/chaos.py [--config configs/local.yaml] [--users 4] [--models /tmp/mm_models]
+    python -m mmserve.bench chaos [--config configs/local.yaml] [--users 4] [--models /tmp/mm_models]
                             [--faults model,gateway,node,controller] [--tasks asr,llm,...]
 
-Starts a head and two worker nodes on this machine (scripts/local_cluster.py), deploys the
+Starts a head and two worker nodes on this machine (mmserve/bench/cluster.py), deploys the
 config's application with every model kept off the head (`resources: {mm_worker: 0.01}`, so
 Serve spreads the replicas over the two workers) and the gateway pinned to the head, runs a
-closed-loop mixed load (scripts/loadtest's routes and payloads, one route per task), and injects
+closed-loop mixed load (mmserve.bench.load's SteadyLoad: the load tool's routes and payloads, one
+route per task), and injects
 in turn:
   a. SIGKILL of the default model replica of every task (one at a time);
   b. SIGKILL of the gateway replica;
@@ -29,109 +30,24 @@ import platform
 import re
 import signal
 import sys
-import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import requests
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from mmserve.bench import report as rw
+from mmserve.bench.cluster import LocalCluster
+from mmserve.bench.load import Sample, SteadyLoad, failed, status_label
+from mmserve.bench.report import BENCH_DIR, ROOT
 
-from scripts.loadtest.payloads import Payloads
-from scripts.loadtest.routes import ROUTES, Call, Options
-from scripts.local_cluster import LocalCluster
-
-OUT = ROOT / "docs" / "bench" / "chaos.json"
+OUT = BENCH_DIR / "chaos.json"
 APP = "mmserve"
 GATEWAY = "gateway"
 TASK_ROUTES = {"asr": "transcribe", "llm": "chat", "tts": "speech-whole", "image": "images", "vlm": "chat-vlm",
                "music": "music"}
 WARMED = re.compile(r"warmed up in ([0-9.]+) s")
-
-
-# ---- load --------------------------------------------------------------------------------------
-
-class RecordingSession(requests.Session):
-    """Keeps the last response's headers: the load tool's Outcome has no Retry-After."""
-
-    last_headers = requests.structures.CaseInsensitiveDict()
-
-    def request(self, *args, **kwargs):
-        resp = super().request(*args, **kwargs)
-        self.last_headers = resp.headers  # case-insensitive: the proxy sends `retry-after`
-        return resp
-
-
-@dataclass
-class Sample:
-    route: str
-    start: float  # time.monotonic()
-    end: float
-    status: int  # 0: no response (connection refused or dropped)
-    ok: bool  # a 2xx with the body the API promises (a stream that ends in an error event is not ok)
-    retry_after: str | None
-    error: str | None
-
-
-class SteadyLoad:
-    """`users` closed-loop threads, each cycling over `routes`; every request is kept as a Sample."""
-
-    def __init__(self, base_url: str, routes: list[str], users: int, payloads: Payloads | None = None,
-                 options: Options | None = None):
-        self.base_url, self.routes, self.users = base_url, routes, users
-        self.payloads = payloads or Payloads(["en", "zh"])
-        self.options = options or Options(timeout_s=120)
-        self.samples: list[Sample] = []
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    def start(self) -> SteadyLoad:
-        for user in range(self.users):
-            thread = threading.Thread(target=self._user, args=(user,), daemon=True, name=f"load-{user}")
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def stop(self, timeout_s: float = 150) -> list[Sample]:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout_s)
-        return self.samples
-
-    def _user(self, user: int) -> None:
-        session, i = RecordingSession(), user
-        while not self._stop.is_set():
-            route = self.routes[i % len(self.routes)]
-            session.last_headers = requests.structures.CaseInsensitiveDict()
-            start = time.monotonic()
-            try:
-                outcome = ROUTES[route].send(Call(session, self.base_url, self.payloads, self.options, i))
-                status, error = outcome.status, outcome.error
-            except requests.RequestException as exc:
-                status, error = 0, f"{type(exc).__name__}: {exc}"[:300]
-            self.samples.append(Sample(route, start, time.monotonic(), status, error is None and 200 <= status < 300,
-                                       session.last_headers.get("Retry-After") if status else None, error))
-            i += 1
-
-    def answered_since(self, t: float, route: str | None = None) -> list[Sample]:
-        return [s for s in list(self.samples) if s.ok and s.start >= t and route in (None, s.route)]
-
-
-def failed(samples: list[Sample], since: float) -> list[Sample]:
-    return [s for s in samples if not s.ok and s.end >= since]
-
-
-def status_label(sample: Sample) -> str:
-    if sample.ok:
-        return str(sample.status)
-    if sample.status == 503:
-        return "503+Retry-After" if sample.retry_after else "503 without Retry-After"
-    if 200 <= sample.status < 300:
-        return f"{sample.status} then stream/body error"
-    return str(sample.status) if sample.status else "no response"
 
 
 # ---- the app on the cluster --------------------------------------------------------------------
@@ -301,7 +217,7 @@ def main() -> None:
     tasks = [t for t in opts.tasks.split(",") if t in defaults]
     faults = opts.faults.split(",")
     report: dict = {"meta": {
-        "command": "python scripts/chaos.py " + " ".join(sys.argv[1:]), "config": str(opts.config),
+        "command": rw.command("chaos"), "config": str(opts.config),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "loadavg_before": os.getloadavg()},
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "users": opts.users}, "faults": []}
@@ -326,7 +242,7 @@ def main() -> None:
                 return
             report["faults"].append(record)
             print(row(record), flush=True)
-            opts.out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+            rw.write(opts.out, report)
 
         if "model" in faults:
             for task in tasks:
@@ -346,7 +262,7 @@ def main() -> None:
                 lambda f: kill_controller(cluster))
         report["load"] = summary(load.stop())
     report["meta"]["loadavg_after"] = os.getloadavg()
-    opts.out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    rw.write(opts.out, report)
     print(table(report["faults"]))
 
 

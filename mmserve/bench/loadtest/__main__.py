@@ -1,6 +1,6 @@
 """Load-test the mmserve HTTP API; write a JSON report and a PNG plot.
 
-    python -m scripts.loadtest --url http://127.0.0.1:8000 --routes auto \
+    python -m mmserve.bench loadtest --url http://127.0.0.1:8000 --routes auto \
         --sweep 1,2,4,8,16,32 --duration 30 --warmup 5 --out docs/bench/load.json [--replicas]
 
 Closed loop by default (N users, no wait); `--rate R` (or `--sweep` with `--open-loop`) offers a
@@ -10,29 +10,27 @@ WebSocket, never in `auto`) makes each user speak one turn per session over /v1/
 figures are timed from the end of the user's speech (`after_speech_ms` in the report).
 """
 
-import locust  # noqa: F401  first: it monkeypatches the standard library with gevent
-
 import argparse  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
+import locust  # noqa: F401  first: it monkeypatches the standard library with gevent
 import requests  # noqa: E402
 
-from scripts.loadtest.locustfile import Level, run_level  # noqa: E402
-from scripts.loadtest.payloads import Payloads  # noqa: E402
-from scripts.loadtest.replicas import ReplicaPoller  # noqa: E402
-from scripts.loadtest.report import summarize_level  # noqa: E402
-from scripts.loadtest.routes import Options, parse_mix  # noqa: E402
-from scripts.loadtest.safety import check_loopback  # noqa: E402
+from mmserve.bench.loadtest.locustfile import Level, run_level  # noqa: E402
+from mmserve.bench.loadtest.payloads import Payloads  # noqa: E402
+from mmserve.bench.loadtest.replicas import ReplicaPoller  # noqa: E402
+from mmserve.bench.loadtest.report import summarize_level  # noqa: E402
+from mmserve.bench.loadtest.routes import Options, parse_mix  # noqa: E402
+from mmserve.bench.loadtest.safety import check_loopback  # noqa: E402
+from mmserve.bench.report import loadavg, machine, now, write  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m scripts.loadtest", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m mmserve.bench loadtest", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default="http://127.0.0.1:8000", help="gateway base URL (loopback only), may include a route prefix")
     p.add_argument("--routes", default="auto", help="auto | all | name[:weight],... (see routes.py)")
@@ -75,17 +73,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def machine() -> dict:
-    model = ""
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "cpu_model": model, "locust": locust.__version__}
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -112,8 +99,8 @@ def main(argv=None) -> int:
         poller = ReplicaPoller(args.dashboard, origin, args.replicas_interval)
         poller_greenlet = gevent.spawn(poller.loop, gevent.sleep)
     report = {
-        "tool": "scripts.loadtest", "format": 1,
-        "meta": {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "argv": sys.argv[1:]},
+        "tool": "mmserve.bench.loadtest", "format": 1,
+        "meta": {"date": now(), "machine": machine(locust=locust.__version__), "argv": sys.argv[1:]},
         "config": {"url": url, "mode": "open" if open_loop else "closed", "mix": mix,
                    "duration_s": args.duration, "warmup_s": args.warmup, "levels": values,
                    "audio_clips": {c.name: round(c.seconds, 3) for c in payloads.clips},
@@ -125,13 +112,13 @@ def main(argv=None) -> int:
         level = Level(users=users, rate=value if open_loop else None, warmup_s=args.warmup,
                       duration_s=args.duration, max_requests=args.max_requests, drain_s=args.drain,
                       poisson=args.poisson, seed=args.seed)
-        load_before = os.getloadavg()
+        load_before = loadavg()
         result = run_level(url, mix, payloads, options, level)
         summary = summarize_level(result, mix, raw=args.raw)
         summary = {"users": users, "rate": level.rate,
                    "measure_start_s": round(result["t0"] - origin, 3), "measure_end_s": round(result["t1"] - origin, 3),
-                   "loadavg_before": [round(x, 2) for x in load_before],
-                   "loadavg_after": [round(x, 2) for x in os.getloadavg()], **summary}
+                   "loadavg_before": load_before,
+                   "loadavg_after": loadavg(), **summary}
         if poller:
             poller.poll_once()
             summary["replicas_max"] = poller.max_running(summary["measure_start_s"] - args.warmup,
@@ -142,9 +129,8 @@ def main(argv=None) -> int:
         poller.running = False
         poller_greenlet.kill()
         report["replicas"] = poller.report()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    from scripts.loadtest.plot import plot_report
+    write(args.out, report)
+    from mmserve.bench.loadtest.plot import plot_report
 
     png = plot_report(report, args.plot or args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {png}", flush=True)

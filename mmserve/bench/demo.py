@@ -2,7 +2,7 @@
 WAV to the same flow through Whisper tiny.en (real weights, `asr_model=whisper-tiny`, rewrite off),
 whose transcript is real.
 
-    python scripts/demo_request.py [--url http://127.0.0.1:8000] [--audio tests/data/speech_zh.wav]
+    python -m mmserve.bench.demo [--url http://127.0.0.1:8000] [--audio tests/data/speech_zh.wav]
         [--english-audio tests/data/speech_en.wav] [--whisper-model whisper-tiny]
 """
 
@@ -12,24 +12,12 @@ import argparse
 import base64
 import json
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).parents[1]
-
-
-def wait_until_ready(url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/readyz", timeout=5).status_code == 200:  # every model loaded and warm
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    sys.exit(f"the stack at {url} did not become ready within {timeout_s:.0f} s")
+from mmserve.bench.report import ROOT
+from mmserve.bench.wait import wait_ready
 
 
 def main() -> None:
@@ -42,7 +30,10 @@ def main() -> None:
     parser.add_argument("--whisper-model", default="whisper-tiny", help="'' skips the Whisper request")
     args = parser.parse_args()
 
-    wait_until_ready(args.url, args.wait)
+    try:
+        wait_ready(args.url, args.wait)  # every model loaded and warm
+    except TimeoutError:
+        sys.exit(f"the stack at {args.url} did not become ready within {args.wait:.0f} s")
     files = {"file": (args.audio.name, args.audio.read_bytes(), "audio/wav")}
     resp = httpx.post(args.url + "/v1/pipelines/speech-to-image", files=files, data={"seed": "0"}, timeout=300)
     body = resp.json()

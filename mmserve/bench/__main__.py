@@ -1,0 +1,7 @@
+"""`python -m mmserve.bench`: see cli.py."""
+
+import sys
+
+from mmserve.bench.cli import main
+
+sys.exit(main())
