@@ -16,7 +16,7 @@ set -m  # job control: the background `serve run` then still receives the SIGINT
 serve run configs/local.yaml &
 serve_pid=$!
 trap 'kill -INT $serve_pid 2>/dev/null; wait $serve_pid 2>/dev/null' EXIT
-python -m mmserve.bench.demo --url http://127.0.0.1:8000
+python -m bench.demo --url http://127.0.0.1:8000
 if [ "${MMSERVE_DEMO_ONLY:-0}" = "1" ]; then
   exit 0
 fi

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mmserve.bench.stack import free_port
+from bench.stack import free_port
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

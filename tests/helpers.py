@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from mmserve.bench.wait import wait_until as bench_wait_until
+from bench.wait import wait_until as bench_wait_until
 
 DATA = Path(__file__).parent / "data"
 SPEECH_ZH = DATA / "speech_zh.wav"  # espeak-ng -v cmn "请画一只坐在海边的小猫", 22.05 kHz mono

@@ -18,7 +18,7 @@ import pytest
 from ray import serve
 
 from graphs.app import build_app
-from mmserve.bench.wait import wait_until
+from bench.wait import wait_until
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import AppArgs, load_app_args
 from mmserve.config.flows import FlowsArgs, VoiceChatArgs

@@ -19,7 +19,7 @@ from PIL import Image
 import mmserve.runners.lmdeploy_engine as engine_module
 from deployments.llm import ChatLLM
 from deployments.vlm import VisionLanguage
-from mmserve.bench.wait import wait_until
+from bench.wait import wait_until
 from mmserve.catalog import ModelArgs
 from mmserve.config import DeploymentArgs
 from mmserve.errors import InvalidInput

@@ -3,7 +3,7 @@
 `tests/standins/` replaces torch.cuda's memory and RNG calls, loading onto a GPU (device maps,
 bitsandbytes) and diffusers' placement with functions of the real signatures that check arguments
 as the libraries do, record them, and keep the weights on the CPU. Not a substitute for a real GPU
-(`mmserve/bench/gpu/check.sh`): it keeps these branches from rotting between GPU runs.
+(`bench/gpu/check.sh`): it keeps these branches from rotting between GPU runs.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from ray import serve
 from graphs.app import build_app
 from graphs.gateway import Gateway
 from graphs.realtime.audio import encode_pcm16
-from mmserve.bench.loadtest.realtime import speech_clip
+from bench.loadtest.realtime import speech_clip
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import AppArgs, load_app_args
 from mmserve.config.flows import FlowsArgs, VoiceChatArgs

@@ -14,7 +14,7 @@ ROOT = Path(__file__).parents[1]
 
 def run_tool(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     # its own process: locust monkeypatches the standard library with gevent
-    return subprocess.run([sys.executable, "-m", "mmserve.bench.loadtest", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bench.loadtest", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -74,7 +74,7 @@ def test_realtime_clip_is_24khz_speech_without_its_silent_tail():
     import numpy as np
     import soundfile as sf
 
-    from mmserve.bench.loadtest.realtime import RATE, speech_clip
+    from bench.loadtest.realtime import RATE, speech_clip
 
     clip = speech_clip("en")
     recorded = sf.info(ROOT / "tests" / "data" / "speech_en.wav").duration

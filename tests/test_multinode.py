@@ -1,4 +1,4 @@
-"""A real multi-node cluster on this machine (head + 2 worker nodes, mmserve/bench/cluster.py):
+"""A real multi-node cluster on this machine (head + 2 worker nodes, bench/cluster.py):
 replicas land on different nodes, and faults under steady load fail no request: a call that was on a
 killed replica or node when it died is sent again (graphs/stages.py) and answered by the survivor.
 
@@ -17,9 +17,9 @@ import psutil
 import pytest
 
 from graphs.stages import RESENT
-from mmserve.bench.cluster import LocalCluster
-from mmserve.bench.load import SteadyLoad, failed, status_label
-from mmserve.bench.wait import wait_until
+from bench.cluster import LocalCluster
+from bench.load import SteadyLoad, failed, status_label
+from bench.wait import wait_until
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import AppArgs, load_app_args
 from tests.conftest import LOCAL_CONFIG

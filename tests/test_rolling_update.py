@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmserve.bench.rolling_update import (
+from bench.rolling_update import (
     changes,
     expected_replicas,
     replica_ids,
@@ -33,7 +33,7 @@ from mmserve.bench.rolling_update import (
     summarize,
     wait_for_update,
 )
-from mmserve.bench.wait import wait_until
+from bench.wait import wait_until
 from tests.conftest import LOCAL_CONFIG
 
 APP = "rolling"

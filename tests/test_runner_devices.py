@@ -1,4 +1,4 @@
-"""The memory cap and health check on a real GPU (run by mmserve/bench/gpu/check.sh; skipped without one).
+"""The memory cap and health check on a real GPU (run by bench/gpu/check.sh; skipped without one).
 
 In CI the same code runs against the torch.cuda stand-ins (tests/test_gpu_paths.py); this is the
 check that the stand-ins told the truth.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmserve.bench.wait import wait_until
+from bench.wait import wait_until
 from tests.standins.lmdeploy._real_signatures import REAL_SIGNATURES
 from tests.standins.lmdeploy_fixture import install
 

@@ -1,9 +1,9 @@
 """Time to first audio of a spoken reply: voice chat (HTTP SSE) and /v1/realtime, side by side in one run.
 
-    python -m mmserve.bench voice [--levels 1,4,8] [--duration 60] [--silence-ms 300] [--out docs/bench/voice.json]
+    python -m bench voice [--levels 1,4,8] [--duration 60] [--silence-ms 300] [--out docs/bench/voice.json]
 
 Serves configs/local.yaml's voice-chat models (its default ASR, LLM and TTS, with their local
-settings) and gateway on this machine, then runs the load tool (`python -m mmserve.bench loadtest`)
+settings) and gateway on this machine, then runs the load tool (`python -m bench loadtest`)
 closed loop at each level of concurrent sessions, first on `voice-chat`, then on `realtime`:
 
 - voice chat: the whole recording is uploaded at once (tests/data/speech_en.wav); time to first
@@ -21,12 +21,12 @@ seconds per part of the stack (each deployment, Serve's proxy, the load tool) ov
 session uses, `gateway.realtime.vad_chunk_ms` in speech and `vad_listen_chunk_ms` otherwise. `--serve-only` starts the stack and waits (for trying the
 tool by hand).
 
-    python -m mmserve.bench voice gpu [--tiny] [--work DIR] [--out DIR]
+    python -m bench voice gpu [--tiny] [--work DIR] [--out DIR]
 
-The GPU check's voice case (mmserve/bench/gpu/check.sh), without Ray: one voice-chat turn through the
+The GPU check's voice case (bench/gpu/check.sh), without Ray: one voice-chat turn through the
 runners alone, as the flow chains them: ASR on the recording, the LLM streamed until its first
 speakable clause, ChatTTS streamed to its first chunk; on the real-size random-weight models
-mmserve/bench/gpu/bench.py builds, with ASR on CPU as serve_config.yaml places it. Writes gpu-voice.json.
+bench/gpu/bench.py builds, with ASR on CPU as serve_config.yaml places it. Writes gpu-voice.json.
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import psutil  # noqa: E402
 
-from mmserve.bench import report as rw  # noqa: E402
-from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
-from mmserve.bench.stack import local_stack  # noqa: E402
-from mmserve.bench.wait import wait_ready  # noqa: E402
+from bench import report as rw  # noqa: E402
+from bench.report import BENCH_DIR, ROOT  # noqa: E402
+from bench.stack import local_stack  # noqa: E402
+from bench.wait import wait_ready  # noqa: E402
 
 OUT = BENCH_DIR / "voice.json"
 GOAL_P50_MS = 600.0
@@ -76,9 +76,9 @@ def voice_stack(local):
 
 def load_tool(url: str, route: str, level: int, out: Path, opts: argparse.Namespace,
               deployments: tuple[str, ...]) -> dict:
-    """One closed-loop level of `python -m mmserve.bench loadtest` on one route: its report, plus the CPU
+    """One closed-loop level of `python -m bench loadtest` on one route: its report, plus the CPU
     each part of the stack used meanwhile (`cpu_cores`, warm-up included)."""
-    cmd = [sys.executable, "-m", "mmserve.bench.loadtest", "--url", url, "--routes", route, "--sweep", str(level),
+    cmd = [sys.executable, "-m", "bench.loadtest", "--url", url, "--routes", route, "--sweep", str(level),
            "--duration", str(opts.duration), "--warmup", str(opts.warmup), "--audio", "en",
            "--realtime-silence-ms", str(opts.silence_ms), "--realtime-chunk-ms", str(opts.chunk_ms),
            "--realtime-clip", "en", "--timeout", "120", "--out", str(out)]
@@ -256,7 +256,7 @@ def main() -> None:
             results["realtime"] = {"levels": levels, "goal": goal(levels, "first_audio_after_speech_ms")}
     flow = app_args.served_flows()["voice-chat"]
     out = {
-        "tool": "mmserve.bench.voice",
+        "tool": "bench.voice",
         "command": rw.command("voice"),
         "date": rw.now(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_at_start": load_start,
@@ -318,7 +318,7 @@ def speak_first_clause(llm_stream, tts, voice_args) -> dict:
 def voice_turn_figures(ctx: dict, turns: int) -> dict:
     import statistics
 
-    from mmserve.bench.gpu import bench as gb
+    from bench.gpu import bench as gb
     from mmserve.config.flows import FlowsArgs
     from mmserve.media import decode_audio
     from mmserve.protocol.llm import ChatMessage, GenerationParams
@@ -372,12 +372,12 @@ def voice_turn_figures(ctx: dict, turns: int) -> dict:
 def main_gpu(argv: list[str]) -> int:
     import traceback
 
-    from mmserve.bench.gpu import bench as gb
+    from bench.gpu import bench as gb
 
-    parser = argparse.ArgumentParser(prog="python -m mmserve.bench voice gpu", description="voice chat's time to first audio, runners only")
+    parser = argparse.ArgumentParser(prog="python -m bench voice gpu", description="voice chat's time to first audio, runners only")
     parser.add_argument("--tiny", action="store_true", help="tiny models on CPU (the dry run)")
     parser.add_argument("--device", default=None, help="LLM and TTS device (default cuda, cpu with --tiny)")
-    parser.add_argument("--work", default="/tmp/mmserve-gpu-work", help="model folders, shared with mmserve.bench.gpu.bench")
+    parser.add_argument("--work", default="/tmp/mmserve-gpu-work", help="model folders, shared with bench.gpu.bench")
     parser.add_argument("--turns", type=int, default=None, help="turns timed (default 3 on a GPU, 1 on CPU)")
     parser.add_argument("--out", action="append", default=[], help="folder for gpu-voice.json (repeatable)")
     args = parser.parse_args(argv)
@@ -398,7 +398,7 @@ def main_gpu(argv: list[str]) -> int:
         torch.manual_seed(0)
         ctx = {"tiny": args.tiny, "device": device, "work": Path(args.work)}
         record.update(status="ok", figures=voice_turn_figures(ctx, args.turns or (3 if device.startswith("cuda") else 1)))
-    except Exception as exc:  # noqa: BLE001 -- recorded, as mmserve.bench.gpu.bench records its failures
+    except Exception as exc:  # noqa: BLE001 -- recorded, as bench.gpu.bench records its failures
         record.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:])
     record["wall_s"] = round(time.perf_counter() - t0, 2)
     gb.write(record, out_dirs)

@@ -6,12 +6,12 @@ saves it as an ordinary model folder, loads it through mmserve's own runner exac
 weights load, and times the runner's public calls. Tokenizers, scheduler, VAD/punctuation and
 the other small pieces come from mmserve's tiny builders (`mmserve.tiny`). `--tiny` swaps the real
 configs for the tiny builders' own and runs one short pass on CPU: the dry run of
-mmserve/bench/gpu/check.sh. Outputs are noise; only times and memory mean anything.
+bench/gpu/check.sh. Outputs are noise; only times and memory mean anything.
 
-    python -m mmserve.bench gpu-bench plan
-    python -m mmserve.bench gpu-bench probe
-    python -m mmserve.bench gpu-bench run sd3 [--tiny] [--work DIR] [--out DIR]
-    python -m mmserve.bench gpu-bench summary DIR [--json FILE]
+    python -m bench gpu-bench plan
+    python -m bench gpu-bench probe
+    python -m bench gpu-bench run sd3 [--tiny] [--work DIR] [--out DIR]
+    python -m bench gpu-bench summary DIR [--json FILE]
 
 `run` writes `<out>/gpu-<name>.json` (status "started" first, so a benchmark killed at its time
 box still leaves a record) with the machine, versions, command and figures.
@@ -33,7 +33,7 @@ import time
 import traceback
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -422,7 +422,7 @@ def cmd_run(args) -> int:
         if args.name.endswith("bit") and device == "cpu":
             record.update(status="skipped", note="bitsandbytes quantization needs CUDA (GPU run only)")
         elif args.name.endswith("bit") and not versions()["bitsandbytes"]:
-            record.update(status="skipped", note="bitsandbytes is not installed (not carried: mmserve/bench/gpu/wheels.sh)")
+            record.update(status="skipped", note="bitsandbytes is not installed (not carried: bench/gpu/wheels.sh)")
         else:
             quiet_progress_bars()
             torch.manual_seed(0)
@@ -520,7 +520,7 @@ def headline(r: dict) -> str:
                 f"TTFT {f['time_to_first_token_s']} s, peak {f['peak_gib']} GiB, load {f['load_s']} s")
     if "rtf" in f:
         return f"RTF {f['rtf']} on {f['audio_s']} s of audio, peak {f['peak_gib']} GiB, load {f['load_s']} s"
-    if "goal_first_audio_ms" in f:  # mmserve.bench.voice gpu: one voice-chat turn through the runners
+    if "goal_first_audio_ms" in f:  # bench.voice gpu: one voice-chat turn through the runners
         m = f["median"]
         return (f"first audio {m['first_audio_ms']} ms (ASR {m['asr_ms']}, LLM first token {m['llm_first_token_ms']}), "
                 f"median of {f['turns']} turns, goal {f['goal_first_audio_ms']:g} ms {'met' if f['goal_met'] else 'missed'}")

@@ -1,7 +1,7 @@
 """The bench harness: every benchmark, load driver and fault run of mmserve, and what they share.
 
-    python -m mmserve.bench --help            # what there is, one line each
-    python -m mmserve.bench NAME [args]       # run one (NAME --help for its options)
+    python -m bench --help            # what there is, one line each
+    python -m bench NAME [args]       # run one (NAME --help for its options)
 
 Shared by all of them (and by the tests): `stack` (the one stack starter, `free_port`), `cluster`
 (the multi-node variant), `wait` (the one wait-until helper), `load` (the one steady-load driver)

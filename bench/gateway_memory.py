@@ -5,7 +5,7 @@ starts a local Ray cluster per tree, deploys only the gateway (`Gateway(args, mo
 models and no flows), and reads its replica's RSS.
 
     git worktree add /tmp/other <commit>     # a tree to compare with (its Gateway takes (args, models, flows))
-    python -m mmserve.bench gateway-memory /tmp/other . --out docs/bench/gateway-memory.json
+    python -m bench gateway-memory /tmp/other . --out docs/bench/gateway-memory.json
 
 Trees whose Gateway took `(args, models)` (before the flows argument; docs/bench/gateway-memory.json's
 "old" figure was measured on one) are no longer measured by this tool.
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from mmserve.bench import report
+from bench import report
 
 # Runs in a fresh interpreter per tree, with that tree first on sys.path: its own graphs.gateway.
 MEASURE = r'''
@@ -44,7 +44,7 @@ ray.shutdown()
 
 
 def replica_rss_mib(root: Path) -> float:
-    from mmserve.bench.stack import free_port
+    from bench.stack import free_port
 
     out = subprocess.run([sys.executable, "-c", MEASURE, str(root.resolve()), str(free_port())], capture_output=True,
                          text=True, timeout=300, check=True, cwd=root).stdout
@@ -52,7 +52,7 @@ def replica_rss_mib(root: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m mmserve.bench gateway-memory",
+    parser = argparse.ArgumentParser(prog="python -m bench gateway-memory",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("trees", nargs="+", help="PATH of a tree whose Gateway takes (args, models, flows)")
     parser.add_argument("--runs", type=int, default=2)

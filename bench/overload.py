@@ -1,6 +1,6 @@
 """Load shedding under overload, side by side with the same route unloaded, in one run.
 
-    python -m mmserve.bench overload [--routes images,transcribe] [--duration 30] [--factor 3]
+    python -m bench overload [--routes images,transcribe] [--duration 30] [--factor 3]
 
 Serves the local config's image and ASR models, one replica each (no autoscaling, so capacity
 holds still) with a short bounded queue, and for each route runs the load tool three times:
@@ -30,9 +30,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from graphs.app import build_app  # noqa: E402
-from mmserve.bench import report as rw  # noqa: E402
-from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
-from mmserve.bench.stack import local_stack  # noqa: E402
+from bench import report as rw  # noqa: E402
+from bench.report import BENCH_DIR, ROOT  # noqa: E402
+from bench.stack import local_stack  # noqa: E402
 from mmserve.config import BatchArgs, DeploymentArgs  # noqa: E402
 from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
@@ -42,8 +42,8 @@ TASK_OF_ROUTE = {"images": "image", "transcribe": "asr"}
 
 
 def load_tool(url: str, route: str, out: Path, *extra: str, duration: float) -> dict:
-    """One level of `python -m mmserve.bench loadtest` on one route; its report's route summary."""
-    subprocess.run([sys.executable, "-m", "mmserve.bench.loadtest", "--url", url, "--routes", route,
+    """One level of `python -m bench loadtest` on one route; its report's route summary."""
+    subprocess.run([sys.executable, "-m", "bench.loadtest", "--url", url, "--routes", route,
                     "--duration", str(duration), "--warmup", "5", "--audio", "10s", "--image-size", "128x128",
                     "--out", str(out), *extra], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     level = json.loads(out.read_text())["levels"][0]
@@ -113,7 +113,7 @@ def main() -> None:
                 },
             }
             print(route, json.dumps(results[route]), flush=True)
-    report = {"tool": "mmserve.bench.overload", "command": rw.command("overload"), "date": rw.now(),
+    report = {"tool": "bench.overload", "command": rw.command("overload"), "date": rw.now(),
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_at_end": rw.loadavg()},
               "deployment": {"replicas": 1, "max_ongoing_requests": opts.max_ongoing,
                              "max_queued_requests": opts.max_queued, "factor": opts.factor,

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # One-shot GPU check for a machine with a CUDA GPU and no network (docs/gpu-check.md):
-#   1. install the wheels carried in .gpu-wheels/ (made here by mmserve/bench/gpu/wheels.sh) next to the
+#   1. install the wheels carried in .gpu-wheels/ (made here by bench/gpu/wheels.sh) next to the
 #      machine's own torch/transformers, and check every import;
 #   2. run the gpu-marked runner tests (tests/test_runner_*.py, with `ray` made unimportable);
-#   3. run the runner-level benchmarks (python -m mmserve.bench.gpu.bench) on random weights of the real sizes,
+#   3. run the runner-level benchmarks (python -m bench.gpu.bench) on random weights of the real sizes,
 #      each in its own process under its own time box, in priority order, skipping whatever no
 #      longer fits the total budget (after tts: voice, voice chat's time to first audio through the
-#      runners, python -m mmserve.bench.voice gpu); then print a summary.
+#      runners, python -m bench.voice gpu); then print a summary.
 # Results: docs/bench/gpu-<name>.json, and under $OUT (all the device tool brings back):
 # gpu-check.log, pytest.xml, gpu-bench.json (every record) and gpu-bench.tgz (the gpu-*.json files).
 #
-#   bash mmserve/bench/gpu/check.sh             # on the GPU machine (device tool: carry .gpu-wheels)
-#   bash mmserve/bench/gpu/check.sh --dry-run   # here, on CPU: the plan, the wheels, tiny runs
+#   bash bench/gpu/check.sh             # on the GPU machine (device tool: carry .gpu-wheels)
+#   bash bench/gpu/check.sh --dry-run   # here, on CPU: the plan, the wheels, tiny runs
 set -uo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 
 DRY=0
 case "${1:-}" in
@@ -80,13 +80,13 @@ plan() {
   echo "  setup      60 s  install .gpu-wheels next to the machine's torch/transformers (--target, first on PYTHONPATH)"
   echo "  probe      30 s  import everything the checks need; FunASR must register its models"
   echo "  tests      90 s  pytest -m gpu tests/test_runner_*.py (ray unimportable)"
-  "$PY" -m mmserve.bench.gpu.bench plan | sed '/^ *tts /a\
-  voice       90 s  one voice-chat turn through the runners, ASR on CPU: time to first audio (python -m mmserve.bench.voice gpu)'
+  "$PY" -m bench.gpu.bench plan | sed '/^ *tts /a\
+  voice       90 s  one voice-chat turn through the runners, ASR on CPU: time to first audio (python -m bench.voice gpu)'
   echo "wheels in $WHEELS:"
   if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
     du -cb "$WHEELS"/*.whl | awk '{n = $2; sub(".*/", "", n); printf "  %7.2f MiB  %s\n", $1 / 1048576, n}'
   else
-    echo "  none: run 'bash mmserve/bench/gpu/wheels.sh' first"
+    echo "  none: run 'bash bench/gpu/wheels.sh' first"
   fi
 }
 
@@ -96,7 +96,7 @@ install_wheels() {  # --no-deps: the machine's torch, transformers, numpy... are
 }
 
 check_wheels() {  # dry run: would every wheel install into the GPU machine's Python 3.12?
-  ls "$WHEELS"/*.whl >/dev/null 2>&1 || { echo "no wheels in $WHEELS: run mmserve/bench/gpu/wheels.sh"; return 1; }
+  ls "$WHEELS"/*.whl >/dev/null 2>&1 || { echo "no wheels in $WHEELS: run bench/gpu/wheels.sh"; return 1; }
   "$PY" -m pip install -q --dry-run --ignore-installed --no-index --no-deps --disable-pip-version-check \
     --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
@@ -126,18 +126,18 @@ make_room() {  # a 16-bit 7-8B model folder is ~15 GiB: drop the other models' f
 bench() {
   local name=$1
   if [ "$DRY" = 1 ]; then
-    "$PY" -m mmserve.bench.gpu.bench run "$name" --tiny --work "$WORK" --out "$BENCH_OUT"
+    "$PY" -m bench.gpu.bench run "$name" --tiny --work "$WORK" --out "$BENCH_OUT"
   else
     make_room "$name"
-    "$PY" -m mmserve.bench.gpu.bench run "$name" --work "$WORK" --out "$BENCH_OUT"
+    "$PY" -m bench.gpu.bench run "$name" --work "$WORK" --out "$BENCH_OUT"
   fi
 }
 
 voice() {  # one voice-chat turn through the runners (ASR -> LLM to its first clause -> TTS first chunk)
   if [ "$DRY" = 1 ]; then
-    "$PY" -m mmserve.bench.voice gpu --tiny --work "$WORK" --out "$BENCH_OUT"
+    "$PY" -m bench.voice gpu --tiny --work "$WORK" --out "$BENCH_OUT"
   else  # reuses the asr, llm and tts folders the steps before built (rebuilt if make_room removed one)
-    "$PY" -m mmserve.bench.voice gpu --work "$WORK" --out "$BENCH_OUT"
+    "$PY" -m bench.voice gpu --work "$WORK" --out "$BENCH_OUT"
   fi
 }
 
@@ -146,16 +146,16 @@ facts
 plan
 [ "$DRY" = 1 ] && step wheels 30 check_wheels
 [ "$INSTALL" = 1 ] && step setup 60 install_wheels
-[ "$DRY" = 1 ] && step configs 30 "$PY" -m mmserve.bench.gpu.bench configs
-step probe 30 "$PY" -m mmserve.bench.gpu.bench probe
+[ "$DRY" = 1 ] && step configs 30 "$PY" -m bench.gpu.bench configs
+step probe 30 "$PY" -m bench.gpu.bench probe
 step tests 90 gpu_tests
 while read -r name box; do
   step "$name" "$box" bench "$name"
   [ "$name" = tts ] && step voice 90 voice
-done < <("$PY" -m mmserve.bench.gpu.bench plan --boxes)
+done < <("$PY" -m bench.gpu.bench plan --boxes)
 if [ "$DRY" = 1 ]; then  # the two real-size models a CPU can hold, end to end through their runners
   for name in asr tts; do
-    step "$name-cpu" 60 "$PY" -m mmserve.bench.gpu.bench run "$name" --device cpu --work "$WORK" --out "$OUT/dry-bench-real-cpu"
+    step "$name-cpu" 60 "$PY" -m bench.gpu.bench run "$name" --device cpu --work "$WORK" --out "$OUT/dry-bench-real-cpu"
   done
 fi
 
@@ -163,10 +163,10 @@ echo
 echo "== summary ($((SECONDS - START)) s of the ${BUDGET_S} s budget)"
 printf '  %s\n' "${SUMMARY[@]}"
 echo "benchmarks ($BENCH_OUT):"
-"$PY" -m mmserve.bench.gpu.bench summary "$BENCH_OUT" --json "$OUT/gpu-bench.json"
+"$PY" -m bench.gpu.bench summary "$BENCH_OUT" --json "$OUT/gpu-bench.json"
 if [ "$DRY" = 1 ]; then
   echo "real-size ASR and TTS on this CPU ($OUT/dry-bench-real-cpu):"
-  "$PY" -m mmserve.bench.gpu.bench summary "$OUT/dry-bench-real-cpu"
+  "$PY" -m bench.gpu.bench summary "$OUT/dry-bench-real-cpu"
 fi
 tar czf "$OUT/gpu-bench.tgz" -C "$BENCH_OUT" $(cd "$BENCH_OUT" && ls gpu-*.json)
 echo "results: $BENCH_OUT/gpu-*.json; under $OUT: gpu-check.log, pytest.xml, gpu-bench.json (all records),"

@@ -2,7 +2,7 @@
 WAV to the same flow through Whisper tiny.en (real weights, `asr_model=whisper-tiny`, rewrite off),
 whose transcript is real.
 
-    python -m mmserve.bench.demo [--url http://127.0.0.1:8000] [--audio tests/data/speech_zh.wav]
+    python -m bench.demo [--url http://127.0.0.1:8000] [--audio tests/data/speech_zh.wav]
         [--english-audio tests/data/speech_en.wav] [--whisper-model whisper-tiny]
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from mmserve.bench.report import ROOT
-from mmserve.bench.wait import wait_ready
+from bench.report import ROOT
+from bench.wait import wait_ready
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """A real multi-node Ray cluster on one machine: a head and worker nodes, each its own raylet.
 
-    python -m mmserve.bench cluster [--workers 2]     # prints the addresses, Ctrl-C stops it
+    python -m bench cluster [--workers 2]     # prints the addresses, Ctrl-C stops it
 
 Each node is one `ray start --block` process in a process group of its own; killing a node
 (`kill_node`) SIGKILLs that group and every process below it (its raylet, agents and workers, i.e.
@@ -32,9 +32,9 @@ from typing import Self
 
 import requests
 
-from mmserve.bench.report import ROOT
-from mmserve.bench.stack import free_port
-from mmserve.bench.wait import wait_until
+from bench.report import ROOT
+from bench.stack import free_port
+from bench.wait import wait_until
 
 HOST = "127.0.0.1"
 # Note: `ray start` swaps --node-ip-address=127.0.0.1 for the machine's own address

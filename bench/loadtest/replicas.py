@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from mmserve.bench.loadtest.safety import check_loopback
+from bench.loadtest.safety import check_loopback
 
 
 def ray_token() -> str | None:

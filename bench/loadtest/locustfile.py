@@ -13,7 +13,7 @@ more than 10 ms late are counted as `late_starts`; many of them mean the pool wa
 
 Also usable with locust's own CLI (its stats only, no JSON report; mmserve must be importable, as
 `pip install -e .` makes it):
-    MMSERVE_ROUTES=speech-to-image,healthz locust -f mmserve/bench/loadtest/locustfile.py --headless \
+    MMSERVE_ROUTES=speech-to-image,healthz locust -f bench/loadtest/locustfile.py --headless \
         -H http://127.0.0.1:8000 -u 4 -t 30s
 """
 
@@ -30,9 +30,9 @@ import requests
 from locust import User, constant, events, task
 from locust.env import Environment
 
-from mmserve.bench.loadtest.payloads import Payloads
-from mmserve.bench.loadtest.routes import ROUTES, Call, Options, Outcome, parse_mix
-from mmserve.bench.loadtest.safety import check_loopback
+from bench.loadtest.payloads import Payloads
+from bench.loadtest.routes import ROUTES, Call, Options, Outcome, parse_mix
+from bench.loadtest.safety import check_loopback
 
 LATE_S = 0.010
 

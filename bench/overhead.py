@@ -1,6 +1,6 @@
 """Serving overhead: each flow over HTTP vs the same runners called in one process, same inputs.
 
-    python -m mmserve.bench overhead [--pairs 40] [--out docs/bench/overhead.json]
+    python -m bench overhead [--pairs 40] [--out docs/bench/overhead.json]
 
 Starts a local Ray cluster, serves (a) the speech -> text -> image flow on the tiny models and
 (b) transcription alone on a Paraformer-large-sized recognizer (random weights, 10 s of audio),
@@ -33,9 +33,9 @@ import torch  # noqa: E402
 from deployments.common import with_resolved_paths  # noqa: E402
 from graphs.app import build_app  # noqa: E402
 from graphs.speech_to_image import REWRITE_SYSTEM_PROMPT  # noqa: E402
-from mmserve.bench import report  # noqa: E402
-from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
-from mmserve.bench.stack import local_stack  # noqa: E402
+from bench import report  # noqa: E402
+from bench.report import BENCH_DIR, ROOT  # noqa: E402
+from bench.stack import local_stack  # noqa: E402
 from mmserve.config import BatchArgs  # noqa: E402
 from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.config.flows import FlowsArgs  # noqa: E402

@@ -1,9 +1,9 @@
 """Autoscaling under a load step, recorded by the load tool: replicas up, then down, no failures.
 
-    python -m mmserve.bench autoscaling [--levels 1,6,1] [--duration 40] [--models DIR]
+    python -m bench autoscaling [--levels 1,6,1] [--duration 40] [--models DIR]
 
 Serves tiny SD3 (one request at a time per replica) with short scaling delays on a local Ray
-cluster with its dashboard, and runs the load tool (`python -m mmserve.bench loadtest --replicas`,
+cluster with its dashboard, and runs the load tool (`python -m bench loadtest --replicas`,
 closed loop) through a low -> high -> low step while it polls Serve's replica counts. Writes
 docs/bench/autoscaling.json and .png (latency and throughput per level, replicas over time).
 """
@@ -22,9 +22,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from graphs.app import build_app  # noqa: E402
-from mmserve.bench import report as rw  # noqa: E402
-from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
-from mmserve.bench.stack import local_stack  # noqa: E402
+from bench import report as rw  # noqa: E402
+from bench.report import BENCH_DIR, ROOT  # noqa: E402
+from bench.stack import local_stack  # noqa: E402
 from mmserve.config import AutoscalingArgs, BatchArgs, DeploymentArgs  # noqa: E402
 from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402
@@ -58,7 +58,7 @@ def main() -> None:
 
     with local_stack(models, dashboard=True) as stack:
         serve.run(build_app(AppArgs(models=[image], gateway=local.gateway)), name="autoscale", route_prefix="/")
-        subprocess.run([sys.executable, "-m", "mmserve.bench.loadtest", "--url", stack.url,
+        subprocess.run([sys.executable, "-m", "bench.loadtest", "--url", stack.url,
                         "--routes", "images", "--sweep", opts.levels, "--duration", str(opts.duration),
                         "--warmup", "0", "--image-size", "256x256", "--steps", "20", "--replicas",
                         "--replicas-interval", "1", "--dashboard", stack.dashboard_url,

@@ -1,6 +1,6 @@
 """Soak: hours of mixed load on every route at a fraction of measured capacity; no errors, no leaks.
 
-    python -m mmserve.bench soak [--minutes 20] [--fraction 0.7] [--rate R] [--url URL --ray-address auto]
+    python -m bench soak [--minutes 20] [--fraction 0.7] [--rate R] [--url URL --ray-address auto]
                            [--out docs/bench/soak.json]
 
 Without --url it starts configs/local.yaml on a local Ray cluster in this process (tiny models,
@@ -9,7 +9,7 @@ built into --models or a temp dir). Then:
 1. capacity: unless --rate is given, a closed-loop run of the whole route mix (--capacity-users
    clients, --capacity-seconds) measures how many requests/s of the mix the stack completes;
 2. soak: open-loop load at --fraction of it (or --rate), evenly spaced arrivals cycling through
-   every route the gateway lists (`mmserve.bench.loadtest.routes`), latency counted from the scheduled
+   every route the gateway lists (`bench.loadtest.routes`), latency counted from the scheduled
    arrival so a stalled stack cannot hide behind a slower offered rate;
 3. every --interval s a sample: each Serve replica's RSS (psutil on the replica PIDs from the
    Serve controller, by deployment), Ray's object store use (the raylet's store stats), requests
@@ -39,14 +39,14 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import psutil  # noqa: E402
 
-from mmserve.bench import report as rw  # noqa: E402
-from mmserve.bench.load import RecordingSession, Sample, SteadyLoad, send_one  # noqa: E402
-from mmserve.bench.loadtest.payloads import Payloads  # noqa: E402
-from mmserve.bench.loadtest.routes import Options, parse_mix  # noqa: E402
-from mmserve.bench.loadtest.safety import check_loopback  # noqa: E402
-from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
-from mmserve.bench.stack import start_stack, stop_stack  # noqa: E402
-from mmserve.bench.wait import wait_ready  # noqa: E402
+from bench import report as rw  # noqa: E402
+from bench.load import RecordingSession, Sample, SteadyLoad, send_one  # noqa: E402
+from bench.loadtest.payloads import Payloads  # noqa: E402
+from bench.loadtest.routes import Options, parse_mix  # noqa: E402
+from bench.loadtest.safety import check_loopback  # noqa: E402
+from bench.report import BENCH_DIR, ROOT  # noqa: E402
+from bench.stack import start_stack, stop_stack  # noqa: E402
+from bench.wait import wait_ready  # noqa: E402
 
 OUT = BENCH_DIR / "soak.json"
 MB = 1024 * 1024
@@ -338,7 +338,7 @@ def main(argv=None) -> int:
         else:
             ray.shutdown()
     report = {
-        "tool": "mmserve.bench.soak", "command": rw.command("soak", argv),
+        "tool": "bench.soak", "command": rw.command("soak", argv),
         "date": rw.now(), "machine": rw.machine(memory_gb=round(psutil.virtual_memory().total / 1024**3, 1)),
         "config": {"minutes": args.minutes, "fraction": args.fraction, "capacity_rps": capacity, "rate_rps": rate,
                    "routes": mix, "interval_s": args.interval, "warmup_s": warmup,

@@ -17,8 +17,8 @@ from typing import Callable, Iterator
 import requests
 from websockets.exceptions import WebSocketException
 
-from mmserve.bench.loadtest.payloads import Payloads, wav_seconds
-from mmserve.bench.loadtest.realtime import TurnFailed, one_turn, speech_clip
+from bench.loadtest.payloads import Payloads, wav_seconds
+from bench.loadtest.realtime import TurnFailed, one_turn, speech_clip
 
 PCM_RATE = 24000  # /v1/audio/speech streams 16-bit mono PCM at 24 kHz
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -40,7 +40,7 @@ class Options:
     voice: str | None = None
     realtime_silence_ms: int = 500  # the session's server_vad silence_duration_ms
     realtime_chunk_ms: int = 40  # input audio per input_audio_buffer.append, sent at real-time pace
-    realtime_clip: str = "en"  # the recording spoken (mmserve/bench/loadtest/realtime.py:CLIPS)
+    realtime_clip: str = "en"  # the recording spoken (bench/loadtest/realtime.py:CLIPS)
     realtime_model: str | None = None  # ?model= (the LLM); None: the voice-chat flow's
 
 

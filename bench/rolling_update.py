@@ -1,11 +1,11 @@
 """Zero-downtime updates, recorded: `serve deploy` of a changed config under steady load, 0 failures.
 
-    python -m mmserve.bench rolling-update [--models DIR] [--users 4] [--out docs/bench/rolling-update.json]
+    python -m bench rolling-update [--models DIR] [--users 4] [--out docs/bench/rolling-update.json]
 
 Starts a local Ray cluster with its dashboard in this process, deploys configs/local.yaml with the
 real `serve deploy` CLI (REST to the dashboard, as in production; RAY_AUTH_MODE=token so the CLI
 presents the cluster's token), drives 8 routes that reach every always-on model (`MIX`, sent with
-the load tool's `mmserve.bench.loadtest.routes`) from a few closed-loop client threads, and applies three
+the load tool's `bench.loadtest.routes`) from a few closed-loop client threads, and applies three
 changes in turn, each by `serve deploy` of a modified copy of the config:
 
 1. a changed model folder (sd3-medium pointed at a copy of its folder),
@@ -42,13 +42,13 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import requests  # noqa: E402
 import yaml  # noqa: E402
 
-from mmserve.bench import report as rw  # noqa: E402
-from mmserve.bench.load import Sample, SteadyLoad  # noqa: E402
-from mmserve.bench.loadtest.payloads import Payloads  # noqa: E402
-from mmserve.bench.loadtest.routes import Options  # noqa: E402
-from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
-from mmserve.bench.stack import start_stack, stop_stack  # noqa: E402
-from mmserve.bench.wait import ready, wait_until  # noqa: E402
+from bench import report as rw  # noqa: E402
+from bench.load import Sample, SteadyLoad  # noqa: E402
+from bench.loadtest.payloads import Payloads  # noqa: E402
+from bench.loadtest.routes import Options  # noqa: E402
+from bench.report import BENCH_DIR, ROOT  # noqa: E402
+from bench.stack import start_stack, stop_stack  # noqa: E402
+from bench.wait import ready, wait_until  # noqa: E402
 
 OUT = BENCH_DIR / "rolling-update.json"
 LOCAL = ROOT / "configs" / "local.yaml"
@@ -132,7 +132,7 @@ def reconfigured(app: dict | None, deployment: str, user_config: dict,
 # ---- the recorded run ----
 
 def app_details(dashboard: str, name: str) -> dict | None:
-    from mmserve.bench.loadtest.replicas import ray_token
+    from bench.loadtest.replicas import ray_token
 
     token = ray_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -221,7 +221,7 @@ def main() -> int:
     entry(base, "qwen2.5-7b-instruct")["deployment"]["num_replicas"] = 1
     app_name = base["applications"][0]["name"]
     dashboard, url = stack.dashboard_url, stack.url
-    report: dict = {"tool": "mmserve.bench.rolling_update", "command": rw.command("rolling-update"),
+    report: dict = {"tool": "bench.rolling_update", "command": rw.command("rolling-update"),
                     "date": rw.now(), "machine": rw.machine(loadavg=rw.loadavg()), "routes": MIX,
                     "users": opts.users, "changes": []}
     load = None

@@ -1,10 +1,10 @@
 """@serve.batch on vs off: throughput and latency against concurrency, and where it saturates.
 
-    python -m mmserve.bench batching [--levels 1,2,4,8,16,32] [--duration 15] [--warmup 3]
+    python -m bench batching [--levels 1,2,4,8,16,32] [--duration 15] [--warmup 3]
 
 Serves the tiny SD3 and ChatTTS models twice on one local Ray cluster, one replica each: once
 with batching (max_batch_size 4) and once without (max_batch_size 1), and drives each with the
-load tool (`python -m mmserve.bench loadtest`, closed loop) in a separate process. Also measures the
+load tool (`python -m bench loadtest`, closed loop) in a separate process. Also measures the
 same runner in this process, one request at a time, to express saturated throughput as a
 fraction of replicas x in-process throughput. Writes docs/bench/batching.json (+ the load tool's
 own JSON and PNG per case).
@@ -29,10 +29,10 @@ import torch  # noqa: E402
 
 from deployments.common import with_resolved_paths  # noqa: E402
 from graphs.app import build_app  # noqa: E402
-from mmserve.bench import report as rw  # noqa: E402
-from mmserve.bench.loadtest.payloads import Payloads  # noqa: E402
-from mmserve.bench.report import BENCH_DIR, ROOT  # noqa: E402
-from mmserve.bench.stack import local_stack  # noqa: E402
+from bench import report as rw  # noqa: E402
+from bench.loadtest.payloads import Payloads  # noqa: E402
+from bench.report import BENCH_DIR, ROOT  # noqa: E402
+from bench.stack import local_stack  # noqa: E402
 from mmserve.config import BatchArgs, DeploymentArgs  # noqa: E402
 from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.media import encode_png  # noqa: E402
@@ -107,7 +107,7 @@ def main() -> None:
             serve.run(build_app(app_args(size)), name=label, route_prefix=f"/{label}")
             for route in ROUTES:
                 out = OUT / f"batching-{label}-{route}.json"
-                subprocess.run([sys.executable, "-m", "mmserve.bench.loadtest", "--url", f"{stack.url}/{label}",
+                subprocess.run([sys.executable, "-m", "bench.loadtest", "--url", f"{stack.url}/{label}",
                                 "--routes", route, "--sweep", opts.levels, "--duration", str(opts.duration),
                                 "--warmup", str(opts.warmup), "--image-size", IMAGE_SIZE, "--steps", str(IMAGE_STEPS),
                                 "--out", str(out)], cwd=ROOT, check=True)

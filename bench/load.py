@@ -1,9 +1,9 @@
 """The one steady-load driver: closed-loop client threads sending the load tool's routes
-(`mmserve.bench.loadtest.routes`) with its payloads, every request kept as a `Sample`.
+(`bench.loadtest.routes`) with its payloads, every request kept as a `Sample`.
 
 Chaos, rolling update, soak (its capacity run) and the multi-node tests use it; `send_one` is the
 single request they all send (soak's open loop too). The locust-based load tool
-(`python -m mmserve.bench loadtest`) is the other way to load the stack: levels, sweeps, open loop.
+(`python -m bench loadtest`) is the other way to load the stack: levels, sweeps, open loop.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Callable
 
 import requests
 
-from mmserve.bench.loadtest.payloads import Payloads
-from mmserve.bench.loadtest.routes import ROUTES, Call, Options
+from bench.loadtest.payloads import Payloads
+from bench.loadtest.routes import ROUTES, Call, Options
 
 
 class RecordingSession(requests.Session):

@@ -1,13 +1,13 @@
 """Faults under steady mixed load on a real multi-node cluster: which requests fail, with what
 status, and how long until the route and the replica counts are back.
 
-    python -m mmserve.bench chaos [--config configs/local.yaml] [--users 4] [--models /tmp/mm_models]
+    python -m bench chaos [--config configs/local.yaml] [--users 4] [--models /tmp/mm_models]
                             [--faults model,gateway,node,controller] [--tasks asr,llm,...]
 
-Starts a head and two worker nodes on this machine (mmserve/bench/cluster.py), deploys the
+Starts a head and two worker nodes on this machine (bench/cluster.py), deploys the
 config's application with every model kept off the head (`resources: {mm_worker: 0.01}`, so
 Serve spreads the replicas over the two workers) and the gateway pinned to the head, runs a
-closed-loop mixed load (mmserve.bench.load's SteadyLoad: the load tool's routes and payloads, one
+closed-loop mixed load (bench.load's SteadyLoad: the load tool's routes and payloads, one
 route per task), and injects
 in turn:
   a. SIGKILL of the default model replica of every task (one at a time);
@@ -37,10 +37,10 @@ from pathlib import Path
 import requests
 import yaml
 
-from mmserve.bench import report as rw
-from mmserve.bench.cluster import LocalCluster
-from mmserve.bench.load import Sample, SteadyLoad, failed, status_label
-from mmserve.bench.report import BENCH_DIR, ROOT
+from bench import report as rw
+from bench.cluster import LocalCluster
+from bench.load import Sample, SteadyLoad, failed, status_label
+from bench.report import BENCH_DIR, ROOT
 
 OUT = BENCH_DIR / "chaos.json"
 APP = "mmserve"

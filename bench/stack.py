@@ -1,6 +1,6 @@
 """The one stack starter: a local Ray cluster with Serve's HTTP proxy on a free loopback port, in this
 process, for the benchmarks and drivers that serve their own application (`LocalCluster` in
-`mmserve.bench.cluster` is the multi-node variant: one `ray start` process per node, for faults).
+`bench.cluster` is the multi-node variant: one `ray start` process per node, for faults).
 
     with local_stack(models, dashboard=True) as stack:
         serve.run(build_app(args), name="x", route_prefix="/")

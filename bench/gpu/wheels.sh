@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Download the wheels that mmserve/bench/gpu/check.sh installs on the GPU machine (no network there)
+# Download the wheels that bench/gpu/check.sh installs on the GPU machine (no network there)
 # into .gpu-wheels/ (git-ignored), and print the total size, which must leave the tree that the
 # device tool carries under its 64 MiB limit.
 #
@@ -11,11 +11,11 @@
 # holding only the machine's packages. Everything installs with --no-deps, so the machine's own
 # torch/transformers are never replaced.
 #
-#   bash mmserve/bench/gpu/wheels.sh            # Python 3.12 wheels into .gpu-wheels/
-#   bash mmserve/bench/gpu/wheels.sh --no-bnb   # without bitsandbytes (4/8-bit runs are then skipped)
-#   PY_VERSION=3.11 WHEELS=/tmp/w bash mmserve/bench/gpu/wheels.sh   # for a local 3.11 rehearsal
+#   bash bench/gpu/wheels.sh            # Python 3.12 wheels into .gpu-wheels/
+#   bash bench/gpu/wheels.sh --no-bnb   # without bitsandbytes (4/8-bit runs are then skipped)
+#   PY_VERSION=3.11 WHEELS=/tmp/w bash bench/gpu/wheels.sh   # for a local 3.11 rehearsal
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 
 PY_VERSION=${PY_VERSION:-3.12}
 WHEELS=${WHEELS:-.gpu-wheels}

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "docs" / "bench"
 
 
@@ -39,8 +39,8 @@ def percentiles(values, points=(50, 90, 99), method: str = "linear", extra=("mea
 
 
 def command(name: str, argv: list[str] | None = None) -> str:
-    """How this run is repeated: `python -m mmserve.bench NAME ARGS`."""
-    return " ".join(["python -m mmserve.bench", name, *(sys.argv[1:] if argv is None else argv)])
+    """How this run is repeated: `python -m bench NAME ARGS`."""
+    return " ".join(["python -m bench", name, *(sys.argv[1:] if argv is None else argv)])
 
 
 def now() -> str:

@@ -1,6 +1,6 @@
 """Load-test the mmserve HTTP API; write a JSON report and a PNG plot.
 
-    python -m mmserve.bench loadtest --url http://127.0.0.1:8000 --routes auto \
+    python -m bench loadtest --url http://127.0.0.1:8000 --routes auto \
         --sweep 1,2,4,8,16,32 --duration 30 --warmup 5 --out docs/bench/load.json [--replicas]
 
 Closed loop by default (N users, no wait); `--rate R` (or `--sweep` with `--open-loop`) offers a
@@ -20,17 +20,17 @@ import gevent  # noqa: E402
 import locust  # noqa: F401  first: it monkeypatches the standard library with gevent
 import requests  # noqa: E402
 
-from mmserve.bench.loadtest.locustfile import Level, run_level  # noqa: E402
-from mmserve.bench.loadtest.payloads import Payloads  # noqa: E402
-from mmserve.bench.loadtest.replicas import ReplicaPoller  # noqa: E402
-from mmserve.bench.loadtest.report import summarize_level  # noqa: E402
-from mmserve.bench.loadtest.routes import Options, parse_mix  # noqa: E402
-from mmserve.bench.loadtest.safety import check_loopback  # noqa: E402
-from mmserve.bench.report import loadavg, machine, now, write  # noqa: E402
+from bench.loadtest.locustfile import Level, run_level  # noqa: E402
+from bench.loadtest.payloads import Payloads  # noqa: E402
+from bench.loadtest.replicas import ReplicaPoller  # noqa: E402
+from bench.loadtest.report import summarize_level  # noqa: E402
+from bench.loadtest.routes import Options, parse_mix  # noqa: E402
+from bench.loadtest.safety import check_loopback  # noqa: E402
+from bench.report import loadavg, machine, now, write  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m mmserve.bench loadtest", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m bench loadtest", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default="http://127.0.0.1:8000", help="gateway base URL (loopback only), may include a route prefix")
     p.add_argument("--routes", default="auto", help="auto | all | name[:weight],... (see routes.py)")
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         poller = ReplicaPoller(args.dashboard, origin, args.replicas_interval)
         poller_greenlet = gevent.spawn(poller.loop, gevent.sleep)
     report = {
-        "tool": "mmserve.bench.loadtest", "format": 1,
+        "tool": "bench.loadtest", "format": 1,
         "meta": {"date": now(), "machine": machine(locust=locust.__version__), "argv": sys.argv[1:]},
         "config": {"url": url, "mode": "open" if open_loop else "closed", "mix": mix,
                    "duration_s": args.duration, "warmup_s": args.warmup, "levels": values,
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
         poller_greenlet.kill()
         report["replicas"] = poller.report()
     write(args.out, report)
-    from mmserve.bench.loadtest.plot import plot_report
+    from bench.loadtest.plot import plot_report
 
     png = plot_report(report, args.plot or args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {png}", flush=True)

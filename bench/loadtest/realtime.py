@@ -26,7 +26,7 @@ import soxr
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from mmserve.bench.loadtest.payloads import DATA
+from bench.loadtest.payloads import DATA
 
 RATE = 24000  # OpenAI's audio/pcm rate, what the session is told the input is
 CLIPS = {"en": DATA / "speech_en.wav", "zh": DATA / "speech_zh.wav"}

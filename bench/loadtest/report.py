@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mmserve.bench.report import percentiles
+from bench.report import percentiles
 
 # The modality figure of each route: which per-request metric is a "first chunk" time, and
 # whether its latency is divided by audio seconds (real-time factor).

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image, ImageDraw
 
-DATA = Path(__file__).parents[3] / "tests" / "data"
+DATA = Path(__file__).parents[2] / "tests" / "data"
 SAMPLE_RATE = 16000
 PAUSE_S = 0.3
 
