@@ -35,6 +35,7 @@ import requests
 from bench.report import ROOT
 from bench.stack import free_port
 from bench.wait import wait_until
+from graphs.proxy_guard import IMPORT_PATH
 
 HOST = "127.0.0.1"
 # Note: `ray start` swaps --node-ip-address=127.0.0.1 for the machine's own address
@@ -126,7 +127,7 @@ class LocalCluster:
                     "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300"}
         self.env.pop("RAY_ADDRESS", None)
         if (ROOT / "graphs" / "proxy_guard.py").exists():  # a gateway replica dying is a 503 at the proxy
-            self.env.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "graphs.proxy_guard:middlewares")
+            self.env.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", IMPORT_PATH)
         self.nodes: dict[str, Node] = {}
 
     def _ports(self, count: int) -> list[int]:

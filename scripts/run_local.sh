@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on one CPU machine: set up, build the tiny models, serve configs/local.yaml with
-# `serve run`, answer one real spoken request, then keep serving until Ctrl-C.
+# `mmserve run` (Serve's `serve run` with the proxy guard), answer one real spoken request, then keep serving until Ctrl-C.
 # MMSERVE_DEMO_ONLY=1 stops the stack after the demo request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,12 +8,10 @@ bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 export MMSERVE_MODEL_ROOT="${MMSERVE_MODEL_ROOT:-$PWD/.models}"
-# Serve's proxy answers 503 + Retry-After, not 500, when a gateway replica dies mid-request
-export RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=graphs.proxy_guard:middlewares
-python -m mmserve.tiny --out "$MMSERVE_MODEL_ROOT"
+mmserve build-tiny --out "$MMSERVE_MODEL_ROOT"
 
 set -m  # job control: the background `serve run` then still receives the SIGINT sent below
-serve run configs/local.yaml &
+mmserve run configs/local.yaml &  # execs `serve run`, so $! is its pid
 serve_pid=$!
 trap 'kill -INT $serve_pid 2>/dev/null; wait $serve_pid 2>/dev/null' EXIT
 python -m bench.demo --url http://127.0.0.1:8000

@@ -41,7 +41,7 @@ python - <<'PY'
 import funasr, torch, torchaudio
 from funasr.register import tables
 # A torchaudio whose compiled part fails to load makes funasr register no models, silently.
-missing = {"SeacoParaformer", "FsmnVADStreaming", "CTTransformer"} - set(tables.model_classes)
+missing = {"SeacoParaformer", "FsmnVADStreaming", "CTTransformer", "SenseVoiceSmall"} - set(tables.model_classes)
 assert not missing, f"funasr did not register {missing}: {getattr(funasr, '_IMPORT_ERRORS', {})}"
 print(f"mmserve environment ready: torch {torch.__version__}, torchaudio {torchaudio.__version__}")
 PY

@@ -1,4 +1,4 @@
-"""`python -m mmserve.plan CONFIG [--gpu-memory-gb 80] [--gpus-per-node 1] [--nodes 1] [--app mmserve]`
+"""`mmserve plan CONFIG` (or `python -m mmserve.plan CONFIG`) [--gpu-memory-gb 80] [--gpus-per-node 1] [--nodes 1] [--app mmserve]`
 
 Exit 0 when every model fits and the minimum replica set packs (warnings allowed), 1 otherwise.
 The cluster comes from the config's `cluster:` section; flags override it.
@@ -13,7 +13,7 @@ from mmserve.plan import ClusterArgs, plan_app
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mmserve.plan", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mmserve plan", description=__doc__.splitlines()[0])
     parser.add_argument("config")
     parser.add_argument("--gpu-memory-gb", type=float)
     parser.add_argument("--gpus-per-node", type=int)

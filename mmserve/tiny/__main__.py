@@ -1,6 +1,6 @@
 """Build the tiny random-weight models used by the local run and the tests.
 
-    python -m mmserve.tiny --out .models [--force] [names...]
+    mmserve build-tiny --out .models [--force] [names...]   (or python -m mmserve.tiny ...)
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from mmserve.tiny.catalog import BUILDERS, build_all  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m mmserve.tiny", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="mmserve build-tiny", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(".models"))
     parser.add_argument("--force", action="store_true", help="rebuild folders that already exist")
     parser.add_argument("names", nargs="*", help=f"any of {', '.join(BUILDERS)} (default: all)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     unknown = set(args.names) - set(BUILDERS)
     if unknown:
         parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
