@@ -82,3 +82,12 @@ def test_realtime_clip_is_24khz_speech_without_its_silent_tail():
     assert RATE == 24000 and len(samples) == round(clip.seconds * RATE)
     assert 0.5 * recorded < clip.seconds < recorded  # the trailing silence is gone, the speech is not
     assert np.sqrt(np.mean(samples[-RATE // 100:] ** 2)) > 0.001
+
+
+def test_the_load_tool_covers_every_declared_route():
+    """Each route a task or flow declares (mmserve/tasks.py, mmserve/config/flows.py) has a sender here,
+    so a new task's route cannot be left out of load tests and benchmarks unnoticed."""
+    from bench.loadtest.routes import ROUTES
+    from graphs.admission import route_tasks
+
+    assert set(route_tasks()) - {route.path for route in ROUTES.values()} == set()
