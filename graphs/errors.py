@@ -47,7 +47,7 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(cause)
         if isinstance(cause, BackPressureError):
             return error_response(Overloaded())
-        if replica_lost(exc):  # a model call made outside run_stage: still the server's trouble, not a 500
+        if replica_lost(exc):  # a model call made outside Stages.run: still the server's trouble, not a 500
             return error_response(ReplicaUnavailable("a replica went away before answering, retry later"))
         log.exception("unhandled error in gateway")
         return JSONResponse({"error": {"message": f"internal error: {type(cause).__name__}",

@@ -17,9 +17,10 @@ from ray import serve
 from starlette.datastructures import Headers
 
 from deployments import metrics
-from graphs import admission, openai, playground, realtime, routes_pipelines, stages
+from graphs import admission, openai, playground, realtime, routes_pipelines
 from graphs.errors import error_response, install_error_handlers
 from graphs.services import ServedModel, Services, Unauthorized, authorized, install, services, waiting_for
+from graphs.stages import Saturation, Stages
 from mmserve.config import Strict
 from mmserve.config.gateway import GatewayArgs
 from mmserve.errors import MMServeError, PayloadTooLarge
@@ -94,7 +95,7 @@ class GuardAndLog:
             return Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
         if limit and declared and declared.isdigit() and int(declared) > limit:
             return PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-        return admission.refusal(path, svc.models)
+        return admission.refusal(path, svc.models, svc.stages.saturation)
 
 
 app.add_middleware(GuardAndLog)
@@ -147,8 +148,7 @@ class Gateway:
         """`models`: one dict per model (name, task, family, handle, always_on, default, adapters), plain data
         so this replica needs no runner module; `flows`: the flows to serve, each stage's model resolved."""
         served = {spec["name"]: ServedModel(**spec) for spec in models}
-        stages.set_deadlines(args.stage_deadlines_s.model_dump(exclude_none=True))
-        admission.saturation.hold_s = args.saturated_hold_s
+        calls = Stages(args.stage_deadlines_s.model_dump(exclude_none=True), Saturation(args.saturated_hold_s))
         install(Services(limits=args.limits, image_defaults=args.image_defaults, models=served, flows=flows,
-                         api_keys=configured_keys(args), realtime=args.realtime,
+                         api_keys=configured_keys(args), realtime=args.realtime, stages=calls,
                          max_body_bytes=args.limits.max_upload_bytes + MULTIPART_OVERHEAD_BYTES))

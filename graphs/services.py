@@ -8,6 +8,7 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
+from graphs.stages import Stages
 from mmserve.config.flows import FLOWS
 from mmserve.errors import MMServeError
 from mmserve.lazy import import_attr
@@ -65,6 +66,7 @@ class Services:
     flows: dict[str, Any] = field(default_factory=dict)  # flow name -> its args, stage models resolved
     adapters: dict[str, ServedModel] = field(default_factory=dict)  # LoRA adapter name -> its route
     realtime: Any = None  # the gateway's RealtimeArgs
+    stages: Stages = field(default_factory=Stages)  # how routes and flows call stages: deadlines, saturation
 
     def __post_init__(self) -> None:
         for served in self.models.values():
@@ -105,7 +107,7 @@ class Services:
             optional_and_absent = stage in kind.optional and chosen is None
             handles[stage] = None if optional_and_absent else self.model(
                 stage, chosen, field_name=f"{stage}_model").handle
-        return import_attr(kind.runs)(args, **handles)
+        return import_attr(kind.runs)(args, **handles, stages=self.stages)
 
 
 _installed: Services | None = None

@@ -9,7 +9,7 @@ import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from graphs.clauses import split_text
-from graphs.stages import run_stage
+from graphs.stages import Stages
 from mmserve.errors import InvalidInput
 from mmserve.media import b64encode, encode_wav
 from mmserve.protocol.audio import Audio
@@ -29,11 +29,11 @@ class Speech:
                 "duration_s": round(len(self.samples) / self.sample_rate, 3), "skipped_text": self.skipped}
 
 
-async def speak(tts: DeploymentHandle, text: str, *, voice: str | None, max_chars: int = 200) -> Speech:
+async def speak(stages: Stages, tts: DeploymentHandle, text: str, *, voice: str | None, max_chars: int = 200) -> Speech:
     """Pieces go out together, so the TTS deployment batches them; a piece ChatTTS cannot speak
     (digits or symbols only) is skipped and listed, not an error for the whole answer."""
     pieces = split_text(text, max_chars=max_chars)
-    calls = [run_stage("tts", tts.synthesize, SpeechRequest(text=piece, voice=voice)) for piece in pieces]
+    calls = [stages.run("tts", tts.synthesize, SpeechRequest(text=piece, voice=voice)) for piece in pieces]
     results = await asyncio.gather(*calls, return_exceptions=True)
     audio: list[Audio] = []
     skipped: list[str] = []
@@ -45,5 +45,5 @@ async def speak(tts: DeploymentHandle, text: str, *, voice: str | None, max_char
             raise result
         audio.append(result)
     if not audio:  # nothing spoken: the rate is still the model's, for the response's sample_rate
-        return Speech(None, await run_stage("tts", tts.sample_rate), skipped=skipped)
+        return Speech(None, await stages.run("tts", tts.sample_rate), skipped=skipped)
     return Speech(np.concatenate([a.samples for a in audio]), audio[0].sample_rate, skipped=skipped)

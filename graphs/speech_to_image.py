@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from ray.serve.handle import DeploymentHandle
 
-from graphs.stages import run_stage
+from graphs.stages import Stages
 from mmserve.config.flows import SpeechToImageArgs
 from mmserve.errors import InvalidInput
 from mmserve.protocol.audio import Audio
@@ -34,14 +34,15 @@ class SpeechToImageFlow:
     """Each stage starts as soon as its only input, the previous stage's output, is ready."""
 
     def __init__(self, args: SpeechToImageArgs, asr: DeploymentHandle, llm: DeploymentHandle | None,
-                 image: DeploymentHandle):
+                 image: DeploymentHandle, *, stages: Stages | None = None):
         self.args, self.asr, self.llm, self.image = args, asr, llm, image
+        self.stages = stages or Stages()  # the gateway's: deadlines and saturation marks
 
     async def run(self, audio: Audio, image: dict[str, Any], *, hotwords: list[str] | None = None,
                   rewrite: bool | None = None) -> SpeechToImageResult:
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        transcript = await run_stage("asr", self.asr.transcribe, audio.samples, hotwords, timings=timings)
+        transcript = await self.stages.run("asr", self.asr.transcribe, audio.samples, hotwords, timings=timings)
         text = transcript.text.strip()
         prompt = text
         if (self.args.rewrite_prompt if rewrite is None else rewrite) and self.llm is not None:
@@ -49,7 +50,7 @@ class SpeechToImageFlow:
         if not prompt:
             raise InvalidInput("no speech was recognized in the audio", field="file", stage="asr")
         request = ImageRequest(prompt=prompt, **image)
-        images = await run_stage("image", self.image.generate, request, timings=timings)
+        images = await self.stages.run("image", self.image.generate, request, timings=timings)
         timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return SpeechToImageResult(
             transcript=transcript.text, timestamps=transcript.timestamps,
@@ -63,5 +64,5 @@ class SpeechToImageFlow:
                     ChatMessage(role="user", content=text)]
         params = GenerationParams(max_new_tokens=self.args.rewrite_max_new_tokens,
                                   temperature=self.args.rewrite_temperature)
-        result = await run_stage("rewrite", self.llm.chat, messages, params, timings=timings)
+        result = await self.stages.run("rewrite", self.llm.chat, messages, params, timings=timings)
         return " ".join(result.text.split())

@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, TypeVar
 
 from ray.serve.handle import DeploymentHandle
 
-from graphs.stages import stage_error, stream_stage
+from graphs.stages import Stages, stage_error
 
 T = TypeVar("T")
 
@@ -25,13 +25,13 @@ def sse(payload: Any) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-async def peek(stage: str, method: DeploymentHandle, *args: Any, empty: T | None = None,
+async def peek(stages: Stages, stage: str, method: DeploymentHandle, *args: Any, empty: T | None = None,
                **kwargs: Any) -> tuple[T | None, AsyncIterator[T]]:
-    """Start the streamed stage `method(*args)` (see `stream_stage`) and await its first item now, so
+    """Start the streamed stage `method(*args)` (see `Stages.stream`) and await its first item now, so
     a failure before any output (bad input, overload, deadline) raises `stage_error(stage, ...)`
     before the response starts. Returns that item and the whole stream again, that item first; an
     empty stream gives `empty` as its only item, or no items and None when `empty` is None."""
-    stream = stream_stage(stage, method, *args, **kwargs)
+    stream = stages.stream(stage, method, *args, **kwargs)
     try:
         first = await stream.__anext__()
     except StopAsyncIteration:

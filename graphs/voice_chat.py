@@ -20,7 +20,7 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments import metrics
 from graphs.clauses import ClauseSplitter
-from graphs.stages import run_stage, stage_error, stream_stage
+from graphs.stages import Stages, stage_error
 from mmserve.config.flows import VoiceChatArgs
 from mmserve.errors import InvalidInput
 from mmserve.media import b64encode, encode_wav
@@ -64,8 +64,10 @@ ReplyItem = TextDelta | AudioChunk | Skipped | ReplyDone
 
 
 class VoiceChatFlow:
-    def __init__(self, args: VoiceChatArgs, asr: DeploymentHandle, llm: DeploymentHandle, tts: DeploymentHandle):
+    def __init__(self, args: VoiceChatArgs, asr: DeploymentHandle, llm: DeploymentHandle, tts: DeploymentHandle, *,
+                 stages: Stages | None = None):
         self.args, self.asr, self.llm, self.tts = args, asr, llm, tts
+        self.stages = stages or Stages()  # the gateway's: deadlines and saturation marks
 
     def messages(self, user_text: str, system_prompt: str | None = None) -> list[ChatMessage]:
         return [ChatMessage(role="system", content=system_prompt or self.args.system_prompt),
@@ -77,7 +79,7 @@ class VoiceChatFlow:
         event per decoded chunk, or with `chunked=False` one per clause."""
         start = time.perf_counter()
         timings: dict[str, float] = {}
-        transcript = await run_stage("asr", self.asr.transcribe, audio.samples, None, timings=timings)
+        transcript = await self.stages.run("asr", self.asr.transcribe, audio.samples, None, timings=timings)
         if not transcript.text.strip():
             raise InvalidInput("no speech was recognized in the audio", field="file", stage="asr")
         return self._events(start, timings, transcript.text, self.messages(transcript.text, system_prompt), voice,
@@ -158,7 +160,7 @@ class VoiceChatFlow:
         splitter = ClauseSplitter(min_chars=self.args.min_clause_chars, max_chars=self.args.max_clause_chars,
                                   first_max_chars=self.args.first_clause_max_chars)
         try:
-            async with contextlib.aclosing(stream_stage("llm", self.llm.options(stream=True).stream, messages,
+            async with contextlib.aclosing(self.stages.stream("llm", self.llm.options(stream=True).stream, messages,
                                                         params)) as items:
                 async for item in items:
                     if isinstance(item, ChatResult):
@@ -189,7 +191,7 @@ class VoiceChatFlow:
             while (clause := await clauses.get()) is not None:
                 request = SpeechRequest(text=clause, voice=voice)
                 try:
-                    async with contextlib.aclosing(stream_stage("tts", self.tts.options(stream=True).stream,
+                    async with contextlib.aclosing(self.stages.stream("tts", self.tts.options(stream=True).stream,
                                                                 request)) as chunks:
                         chunk_index = 0
                         async for audio in chunks:

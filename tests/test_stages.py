@@ -10,7 +10,7 @@ from ray.serve.exceptions import BackPressureError
 
 from graphs import admission
 from graphs.services import ServedModel
-from graphs.stages import replica_lost, run_stage, set_deadlines, stage_error
+from graphs.stages import Saturation, Stages, replica_lost, stage_error
 from mmserve.errors import InvalidInput
 
 
@@ -31,33 +31,27 @@ def test_bugs_and_bad_input_are_not_mistaken_for_a_dead_replica():
 
 
 def test_a_stage_past_its_deadline_is_a_504_naming_it():
-    set_deadlines({"image": 0.05})
-    try:
-        with pytest.raises(Exception) as caught:
-            asyncio.run(run_stage("image", asyncio.sleep(30)))  # a stand-in for a stuck call
-        error = caught.value
-        assert (error.status_code, error.code, error.stage) == (504, "stage_timeout", "image")
-    finally:
-        set_deadlines({})
+    stages = Stages({"image": 0.05})
+    with pytest.raises(Exception) as caught:
+        asyncio.run(stages.run("image", asyncio.sleep(30)))  # a stand-in for a stuck call
+    error = caught.value
+    assert (error.status_code, error.code, error.stage) == (504, "stage_timeout", "image")
+    assert asyncio.run(Stages().run("image", asyncio.sleep(0.1, "done"))) == "done"  # no deadline: none
 
 
 def test_a_route_is_refused_only_while_every_model_it_can_reach_is_full():
     models = {name: ServedModel(name, task, "family", None) for name, task in
               [("qwen", "llm"), ("internvl", "vlm"), ("sd3", "image")]}
-    saturation = admission.saturation
-    try:
-        saturation.refused("qwen")
-        assert admission.refusal("/v1/chat/completions", models) is None  # the VLM may still take it
-        saturation.refused("internvl")
-        refused = admission.refusal("/v1/chat/completions", models)
-        assert refused is not None and refused.status_code == 503
-        assert admission.refusal("/v1/images/generations", models) is None
-        assert admission.refusal("/healthz", models) is None
-        saturation.finished("internvl")  # a call finished: a slot is free again
-        assert admission.refusal("/v1/chat/completions", models) is None
-        saturation.hold_s = 0.0  # the mark also lapses after hold_s
-        saturation.refused("sd3")
-        assert admission.refusal("/v1/images/generations", models) is None
-    finally:
-        saturation.hold_s = 1.0
-        saturation._until.clear()
+    saturation = Saturation(hold_s=60)
+    saturation.refused("qwen")
+    assert admission.refusal("/v1/chat/completions", models, saturation) is None  # the VLM may still take it
+    saturation.refused("internvl")
+    refused = admission.refusal("/v1/chat/completions", models, saturation)
+    assert refused is not None and refused.status_code == 503
+    assert admission.refusal("/v1/images/generations", models, saturation) is None
+    assert admission.refusal("/healthz", models, saturation) is None
+    saturation.finished("internvl")  # a call finished: a slot is free again
+    assert admission.refusal("/v1/chat/completions", models, saturation) is None
+    lapsing = Saturation(hold_s=0.0)  # the mark also lapses after hold_s
+    lapsing.refused("sd3")
+    assert admission.refusal("/v1/images/generations", models, lapsing) is None

@@ -10,7 +10,6 @@ from fastapi.responses import StreamingResponse
 
 from graphs.openai.protocol import ChatBody
 from graphs.services import ModelNotFound, Services, services
-from graphs.stages import run_stage
 from graphs.streams import peek, sse_events
 from mmserve.errors import InvalidInput
 from mmserve.media import decode_data_url, decode_image
@@ -70,11 +69,11 @@ async def chat_completions(body: ChatBody, svc: Services = Depends(services)):
     params = GenerationParams(max_new_tokens=max_new, temperature=body.temperature, top_p=body.top_p,
                               seed=body.seed, stop=stop)
     if not body.stream:
-        result = await run_stage("llm", served.handle.chat, messages, params)
+        result = await svc.stages.run("llm", served.handle.chat, messages, params)
         usage = usage_of(result.prompt_tokens, result.completion_tokens)
         return completion(cid, served.name, result.text, result.finish_reason, usage)
 
-    _, items = await peek("llm", served.handle.options(stream=True).stream, messages, params)
+    _, items = await peek(svc.stages, "llm", served.handle.options(stream=True).stream, messages, params)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
 
     async def chunks():
@@ -103,10 +102,10 @@ async def vlm_chat(svc: Services, served, body: ChatBody, urls: list[str], max_n
     request = VlmRequest(question=question, images=images, max_new_tokens=max_new,
                          temperature=body.temperature, top_p=body.top_p, seed=body.seed)
     if not body.stream:
-        result = await run_stage("vlm", served.handle.answer, request)
+        result = await svc.stages.run("vlm", served.handle.answer, request)
         return completion(cid, served.name, result.text, result.finish_reason,
                           usage_of(result.prompt_tokens, result.completion_tokens))
-    _, deltas = await peek("vlm", served.handle.options(stream=True).stream, request, empty="")
+    _, deltas = await peek(svc.stages, "vlm", served.handle.options(stream=True).stream, request, empty="")
 
     async def chunks():
         yield opening(cid, served.name)

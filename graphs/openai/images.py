@@ -7,7 +7,6 @@ from fastapi import APIRouter, Depends
 
 from graphs.openai.protocol import ImageBody
 from graphs.services import Services, services
-from graphs.stages import run_stage
 from mmserve.errors import InvalidInput
 from mmserve.media import b64encode
 from mmserve.protocol.image import ImageRequest
@@ -44,5 +43,5 @@ async def images(body: ImageBody, svc: Services = Depends(services)) -> dict:
     request = ImageRequest(prompt=prompt, negative_prompt=negative, width=width, height=height,
                            num_inference_steps=body.steps, guidance_scale=body.guidance_scale, seed=body.seed,
                            num_images=body.n)
-    pngs = await run_stage("image", image.handle.generate, request)
+    pngs = await svc.stages.run("image", image.handle.generate, request)
     return {"created": int(time.time()), "data": [{"b64_json": b64encode(png)} for png in pngs]}

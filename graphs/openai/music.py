@@ -6,7 +6,6 @@ from fastapi.responses import Response
 
 from graphs.openai.protocol import MusicBody
 from graphs.services import Services, services
-from graphs.stages import run_stage
 from mmserve.protocol.music import MusicRequest
 
 router = APIRouter(prefix="/v1")
@@ -17,5 +16,5 @@ async def music(body: MusicBody, svc: Services = Depends(services)) -> Response:
     served = svc.model("music", body.model)
     prompt = svc.limits.check_prompt(body.prompt, "prompt")
     request = MusicRequest(**body.model_dump(exclude={"model"}) | {"prompt": prompt})
-    wav = await run_stage("music", served.handle.generate_wav, request)
+    wav = await svc.stages.run("music", served.handle.generate_wav, request)
     return Response(wav, media_type="audio/wav")

@@ -19,7 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from graphs.openai.protocol import SpeechBody
 from graphs.services import Services, services
-from graphs.stages import run_stage, stage_error
+from graphs.stages import stage_error
 from graphs.streams import peek, sse
 from mmserve.errors import InvalidInput
 from mmserve.media import pcm16
@@ -86,14 +86,14 @@ async def speech(body: SpeechBody, svc: Services = Depends(services)):
                             speaker_seed=body.speaker_seed, speaker_embedding=body.speaker_embedding)
     if body.stream and fmt in ("wav", "pcm"):
         # validation errors surface here, as a 4xx
-        first, chunks = await peek("tts", tts.handle.options(stream=True).stream, request)
-        rate = first.sample_rate if first is not None else await run_stage("tts", tts.handle.sample_rate)
+        first, chunks = await peek(svc.stages, "tts", tts.handle.options(stream=True).stream, request)
+        rate = first.sample_rate if first is not None else await svc.stages.run("tts", tts.handle.sample_rate)
         pieces = audio_bytes(chunks, fmt, rate)
         headers = {"X-Sample-Rate": str(rate)}
         if body.stream_format == "sse":
             return StreamingResponse(speech_events(pieces), media_type="text/event-stream", headers=headers)
         return StreamingResponse(pieces, media_type=f"audio/{fmt}", headers=headers)
-    audio = await run_stage("tts", tts.handle.synthesize, request)
+    audio = await svc.stages.run("tts", tts.handle.synthesize, request)
     if fmt == "pcm":
         return Response(pcm16(audio.samples), media_type="audio/pcm", headers={"X-Sample-Rate": str(audio.sample_rate)})
     buf = io.BytesIO()

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import PlainTextResponse
 
 from graphs.services import Services, services
-from graphs.stages import run_stage
 from graphs.uploads import read_upload
 from mmserve import subtitles
 from mmserve.media import decode_audio
@@ -29,7 +28,7 @@ async def transcriptions(
     asr = svc.model("asr", model)
     audio = decode_audio(await read_upload(file, svc.limits, "file"), max_seconds=svc.limits.max_audio_s)
     hotwords = [w for w in (prompt or "").replace(",", " ").split() if w] or None
-    transcript = await run_stage("asr", asr.handle.transcribe, audio.samples, hotwords)
+    transcript = await svc.stages.run("asr", asr.handle.transcribe, audio.samples, hotwords)
     text, duration = transcript.text, audio.duration_s
     if response_format == "text":
         return PlainTextResponse(text)

@@ -31,7 +31,6 @@ from graphs.realtime.events import (
     new_id,
     server_event,
 )
-from graphs.stages import run_stage
 from graphs.voice_chat import AudioChunk, ReplyDone, Skipped, TextDelta, VoiceChatFlow
 from mmserve.errors import InvalidInput, MMServeError, PayloadTooLarge
 from mmserve.protocol.llm import ChatMessage
@@ -244,7 +243,7 @@ class RealtimeSession:
             samples, self._vad_pending = np.concatenate(self._vad_pending), []
             origin = self._vad_origin
             try:
-                step = await run_stage("asr", self.flow.asr.detect_speech, self._vad_state, samples,
+                step = await self.flow.stages.run("asr", self.flow.asr.detect_speech, self._vad_state, samples,
                                        self.turn_detection.silence_duration_ms)
             except MMServeError as exc:
                 if exc.field == "turn_detection":  # this ASR model has no streaming VAD: say so once, stop
@@ -305,7 +304,7 @@ class RealtimeSession:
     async def _transcribe(self, item_id: str, audio: np.ndarray, respond: bool, turn_ended: float) -> None:
         async with self._turns:
             try:
-                transcript = await run_stage("asr", self.flow.asr.transcribe, audio, None)
+                transcript = await self.flow.stages.run("asr", self.flow.asr.transcribe, audio, None)
             except MMServeError as exc:
                 await self.send(server_event("conversation.item.input_audio_transcription.failed", item_id=item_id,
                                              content_index=0, error=exc.to_dict()["error"]))
