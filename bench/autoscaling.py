@@ -21,10 +21,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from graphs.app import build_app  # noqa: E402
 from bench import report as rw  # noqa: E402
 from bench.report import BENCH_DIR, ROOT  # noqa: E402
 from bench.stack import local_stack  # noqa: E402
+from graphs.app import build_app  # noqa: E402
 from mmserve.config import AutoscalingArgs, BatchArgs, DeploymentArgs  # noqa: E402
 from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.tiny.catalog import build_all  # noqa: E402

@@ -27,12 +27,12 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import torch  # noqa: E402
 
-from deployments.common import with_resolved_paths  # noqa: E402
-from graphs.app import build_app  # noqa: E402
 from bench import report as rw  # noqa: E402
 from bench.loadtest.payloads import Payloads  # noqa: E402
 from bench.report import BENCH_DIR, ROOT  # noqa: E402
 from bench.stack import local_stack  # noqa: E402
+from deployments.common import with_resolved_paths  # noqa: E402
+from graphs.app import build_app  # noqa: E402
 from mmserve.config import BatchArgs, DeploymentArgs  # noqa: E402
 from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.media import encode_png  # noqa: E402

@@ -35,7 +35,7 @@ import requests
 from bench.report import ROOT
 from bench.stack import free_port
 from bench.wait import wait_until
-from graphs.proxy_guard import IMPORT_PATH
+from gateway.proxy_guard import IMPORT_PATH
 
 HOST = "127.0.0.1"
 # Note: `ray start` swaps --node-ip-address=127.0.0.1 for the machine's own address

@@ -35,7 +35,7 @@ def main() -> None:
     except TimeoutError:
         sys.exit(f"the stack at {args.url} did not become ready within {args.wait:.0f} s")
     files = {"file": (args.audio.name, args.audio.read_bytes(), "audio/wav")}
-    resp = httpx.post(args.url + "/v1/pipelines/speech-to-image", files=files, data={"seed": "0"}, timeout=300)
+    resp = httpx.post(args.url + "/v1/flows/speech-to-image", files=files, data={"seed": "0"}, timeout=300)
     body = resp.json()
     if resp.status_code != 200:
         sys.exit(f"HTTP {resp.status_code}: {json.dumps(body, ensure_ascii=False)}")
@@ -47,7 +47,7 @@ def main() -> None:
     if args.whisper_model:
         english = {"file": (args.english_audio.name, args.english_audio.read_bytes(), "audio/wav")}
         form = {"seed": "0", "asr_model": args.whisper_model, "rewrite": "false"}
-        resp = httpx.post(args.url + "/v1/pipelines/speech-to-image", files=english, data=form, timeout=300)
+        resp = httpx.post(args.url + "/v1/flows/speech-to-image", files=english, data=form, timeout=300)
         body = resp.json()
         if resp.status_code != 200:
             sys.exit(f"HTTP {resp.status_code}: {json.dumps(body, ensure_ascii=False)}")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench import report
 
-# Runs in a fresh interpreter per tree, with that tree first on sys.path: its own graphs.gateway.
+# Runs in a fresh interpreter per tree, with that tree first on sys.path: its own gateway.ingress.
 MEASURE = r'''
 import subprocess, sys, urllib.request
 root, port = sys.argv[1], int(sys.argv[2])
@@ -31,7 +31,7 @@ from ray import serve
 ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
          runtime_env={"env_vars": {"PYTHONPATH": root, "HF_HUB_OFFLINE": "1"}})
 serve.start(http_options={"host": "127.0.0.1", "port": port})
-from graphs.gateway import Gateway
+from gateway.ingress import Gateway
 from mmserve.config.gateway import GatewayArgs
 serve.run(Gateway.bind(GatewayArgs(), [], {}), name="gw", route_prefix="/")
 assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz").status == 200

@@ -30,12 +30,12 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from deployments.common import with_resolved_paths  # noqa: E402
-from graphs.app import build_app  # noqa: E402
-from graphs.speech_to_image import REWRITE_SYSTEM_PROMPT  # noqa: E402
 from bench import report  # noqa: E402
 from bench.report import BENCH_DIR, ROOT  # noqa: E402
 from bench.stack import local_stack  # noqa: E402
+from deployments.common import with_resolved_paths  # noqa: E402
+from graphs.app import build_app  # noqa: E402
+from graphs.speech_to_image import REWRITE_SYSTEM_PROMPT  # noqa: E402
 from mmserve.config import BatchArgs  # noqa: E402
 from mmserve.config.app import AppArgs, load_app_args  # noqa: E402
 from mmserve.config.flows import FlowsArgs  # noqa: E402
@@ -184,7 +184,7 @@ def main() -> None:
         def http_flow(prefix: str):
             files = {"file": ("speech.wav", speech, "audio/wav")}
             data = {k: str(v) for k, v in IMAGE_OPTIONS.items()}
-            response = client.post(f"{base}/{prefix}/v1/pipelines/speech-to-image", files=files, data=data)
+            response = client.post(f"{base}/{prefix}/v1/flows/speech-to-image", files=files, data=data)
             response.raise_for_status()
             http_stages.append(response.json()["timings"])
 

@@ -218,8 +218,8 @@ def main() -> None:
 
     from ray import serve
 
+    from gateway.proxy_guard import IMPORT_PATH
     from graphs.app import build_app
-    from graphs.proxy_guard import IMPORT_PATH
     from mmserve.config.app import load_app_args
     from mmserve.tiny.catalog import build_all
 

@@ -11,7 +11,7 @@ import time
 
 from ray.serve import Application
 
-from graphs.gateway import Gateway
+from gateway.ingress import Gateway
 from mmserve.catalog import ModelArgs
 from mmserve.config.app import AppArgs
 from mmserve.lazy import import_attr

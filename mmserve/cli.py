@@ -17,7 +17,7 @@ import sys
 
 # Serve's proxy answers 503 + Retry-After, not 500, when a gateway replica dies mid-request; Ray reads
 # it when it starts the proxy, so it must be in the environment of `serve run` (or of `ray start`).
-PROXY_GUARD = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "graphs.proxy_guard:middlewares"}
+PROXY_GUARD = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "gateway.proxy_guard:middlewares"}
 USAGE = __doc__.split("\n\n")[1]
 
 

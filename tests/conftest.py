@@ -65,7 +65,7 @@ def ray_cluster(tiny_models):
     import ray
     from ray import serve
 
-    from graphs.proxy_guard import IMPORT_PATH
+    from gateway.proxy_guard import IMPORT_PATH
 
     os.environ["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] = IMPORT_PATH  # read by Serve's proxy at start
     port = free_port()

@@ -116,7 +116,7 @@ def test_production_shaped_app_schedules_on_logical_gpus(ray_cluster):
         status = serve.status().applications["prod-shaped"]
         assert status.status == "RUNNING"
         files = {"file": ("speech.wav", SPEECH_ZH.read_bytes(), "audio/wav")}
-        resp = httpx.post(ray_cluster + "/prod/v1/pipelines/speech-to-image", files=files,
+        resp = httpx.post(ray_cluster + "/prod/v1/flows/speech-to-image", files=files,
                           data={"width": "256", "height": "256"}, timeout=180)
         assert resp.status_code == 200, resp.text
         assert decode_b64_png(resp.json()["images"][0]["b64_json"]).size == (256, 256)

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from ray import serve
 
-from graphs.app import build_app
 from bench.wait import wait_until
+from graphs.app import build_app
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import AppArgs, load_app_args
 from mmserve.config.flows import FlowsArgs, VoiceChatArgs
@@ -141,7 +141,7 @@ def test_image_generation_stops_within_a_denoising_step(app_url):
 def test_voice_chat_stops_generating_and_speaking(app_url):
     """The LLM's stream and the clauses already sent to TTS both stop."""
     llm_before, tts_before = progress(LLM), progress(TTS)
-    sock = send_raw(app_url + "/v1/pipelines/voice-chat",
+    sock = send_raw(app_url + "/v1/flows/voice-chat",
                     files={"file": ("q.wav", SPEECH_EN.read_bytes(), "audio/wav")}, data={"voice": "female_1"})
     try:  # a clause is being spoken: the LLM has streamed past the first clause
         wait_for(lambda: progress(TTS)["steps"] - tts_before["steps"] >= 10, "the first clause to be spoken")

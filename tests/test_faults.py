@@ -129,7 +129,7 @@ def test_a_stuck_stage_answers_504_naming_it_within_its_deadline(short_llm_deadl
 
 
 def test_a_gateway_replica_killed_mid_request_is_a_503_not_a_500(two_chat_replicas):
-    """Serve's proxy would answer a bare 500; graphs.proxy_guard (loaded into the proxy) answers."""
+    """Serve's proxy would answer a bare 500; gateway.proxy_guard (loaded into the proxy) answers."""
     wait_for_two_running_chat_replicas()
     with ThreadPoolExecutor(1) as pool:
         sent = pool.submit(post_long_chat, two_chat_replicas)

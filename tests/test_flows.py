@@ -30,7 +30,7 @@ def assert_speech(audio: dict) -> None:
 
 
 def test_describe_aloud(local_stack):
-    resp = httpx.post(local_stack + "/v1/pipelines/describe-aloud", timeout=120,
+    resp = httpx.post(local_stack + "/v1/flows/describe-aloud", timeout=120,
                       files=[("image", ("a.png", png(), "image/png")), ("image", ("b.png", png("red"), "image/png"))],
                       data={"voice": "female_1"})
     assert resp.status_code == 200, resp.text
@@ -41,7 +41,7 @@ def test_describe_aloud(local_stack):
 
 
 def test_spoken_question_about_an_image(local_stack):
-    resp = httpx.post(local_stack + "/v1/pipelines/spoken-question", timeout=120,
+    resp = httpx.post(local_stack + "/v1/flows/spoken-question", timeout=120,
                       files=[("image", ("a.png", png(), "image/png")),
                              ("file", ("q.wav", SPEECH_ZH.read_bytes(), "audio/wav"))])
     assert resp.status_code == 200, resp.text
@@ -61,7 +61,7 @@ def read_events(resp: httpx.Response) -> list[tuple[float, dict | str]]:
 
 
 def test_voice_chat_streams_audio_chunk_by_chunk(local_stack):
-    with httpx.stream("POST", local_stack + "/v1/pipelines/voice-chat", timeout=180,
+    with httpx.stream("POST", local_stack + "/v1/flows/voice-chat", timeout=180,
                       files={"file": ("q.wav", SPEECH_EN.read_bytes(), "audio/wav")}) as resp:
         assert resp.status_code == 200
         events = read_events(resp)
@@ -85,7 +85,7 @@ def test_voice_chat_streams_audio_chunk_by_chunk(local_stack):
 
 
 def test_voice_chat_without_streaming(local_stack):
-    resp = httpx.post(local_stack + "/v1/pipelines/voice-chat", timeout=180, data={"stream": "false"},
+    resp = httpx.post(local_stack + "/v1/flows/voice-chat", timeout=180, data={"stream": "false"},
                       files={"file": ("q.wav", SPEECH_ZH.read_bytes(), "audio/wav")})
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -96,7 +96,7 @@ def test_voice_chat_without_streaming(local_stack):
 
 
 def test_a_failing_stage_names_itself(local_stack):
-    resp = httpx.post(local_stack + "/v1/pipelines/describe-aloud", timeout=120, data={"voice": "nobody"},
+    resp = httpx.post(local_stack + "/v1/flows/describe-aloud", timeout=120, data={"voice": "nobody"},
                       files={"image": ("a.png", png(), "image/png")})
     assert resp.status_code == 400, resp.text
     error = resp.json()["error"]
@@ -108,17 +108,27 @@ def test_a_failing_stage_names_itself(local_stack):
     ({"image": ("a.png", b"", "image/png")}, "image"),
 ])
 def test_bad_images_are_400(local_stack, files, param):
-    resp = httpx.post(local_stack + "/v1/pipelines/describe-aloud", files=files, timeout=60)
+    resp = httpx.post(local_stack + "/v1/flows/describe-aloud", files=files, timeout=60)
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["param"] == param
 
 
 def test_too_many_images_is_400(local_stack):
     files = [("image", (f"{i}.png", png(), "image/png")) for i in range(9)]
-    resp = httpx.post(local_stack + "/v1/pipelines/describe-aloud", files=files, timeout=60)
+    resp = httpx.post(local_stack + "/v1/flows/describe-aloud", files=files, timeout=60)
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "image"
 
 
 def test_voice_chat_with_undecodable_audio_is_400(local_stack):
-    resp = httpx.post(local_stack + "/v1/pipelines/voice-chat", files={"file": ("q.wav", b"junk" * 100)}, timeout=60)
+    resp = httpx.post(local_stack + "/v1/flows/voice-chat", files={"file": ("q.wav", b"junk" * 100)}, timeout=60)
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "file"
+
+
+@pytest.mark.parametrize("prefix", ["/v1/flows", "/v1/pipelines"])
+def test_flows_answer_under_their_name_and_their_old_one(local_stack, prefix):
+    """/v1/flows/ is the routes' name (as in `flows:`); /v1/pipelines/, their name before, still answers
+    the same way for clients written then, but only /v1/flows/ is in the API docs."""
+    resp = httpx.post(local_stack + prefix + "/voice-chat", files={"file": ("q.wav", b"junk" * 100)}, timeout=60)
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "file"
+    paths = httpx.get(local_stack + "/openapi.json", timeout=30).json()["paths"]
+    assert ("/v1/flows/voice-chat" in paths, "/v1/pipelines/voice-chat" in paths) == (True, False)

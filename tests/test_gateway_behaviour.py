@@ -11,8 +11,8 @@ import httpx
 import pytest
 from ray import serve
 
+from gateway.ingress import authorized, configured_keys
 from graphs.app import build_app
-from graphs.gateway import authorized, configured_keys
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import AppArgs, load_app_args
 from mmserve.config.gateway import GatewayArgs
@@ -145,7 +145,7 @@ def content_length(data: bytes) -> int:
 
 
 def test_readiness_waits_only_for_always_on_models():
-    from graphs.services import ServedModel, waiting_for
+    from gateway.services import ServedModel, waiting_for
 
     models = {"paraformer": ServedModel("paraformer", "asr", "funasr-paraformer", None),
               "stable-audio": ServedModel("stable-audio", "music", "diffusers-stable-audio", None, always_on=False)}

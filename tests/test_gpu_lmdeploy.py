@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 import mmserve.runners.lmdeploy_engine as engine_module
+from bench.wait import wait_until
 from deployments.llm import ChatLLM
 from deployments.vlm import VisionLanguage
-from bench.wait import wait_until
 from mmserve.catalog import ModelArgs
 from mmserve.config import DeploymentArgs
 from mmserve.errors import InvalidInput

@@ -23,10 +23,10 @@ import websockets
 from openai.types.realtime import RealtimeServerEvent
 from ray import serve
 
-from graphs.app import build_app
-from graphs.gateway import Gateway
-from graphs.realtime.audio import encode_pcm16
 from bench.loadtest.realtime import speech_clip
+from gateway.ingress import Gateway
+from gateway.realtime.audio import encode_pcm16
+from graphs.app import build_app
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import AppArgs, load_app_args
 from mmserve.config.flows import FlowsArgs, VoiceChatArgs
@@ -104,7 +104,7 @@ def b64_pcm(samples: np.ndarray) -> str:
 def test_first_audio_leaves_before_the_llm_has_finished(voice_app):
     """Server-side times: the first audio event of a long reply leaves while the LLM still generates."""
     url, _ = voice_app
-    with httpx.stream("POST", url + "/v1/pipelines/voice-chat", timeout=300,
+    with httpx.stream("POST", url + "/v1/flows/voice-chat", timeout=300,
                       files={"file": ("q.wav", SPEECH_EN.read_bytes(), "audio/wav")}) as resp:
         assert resp.status_code == 200
         events = [e for _, e in read_events(resp) if isinstance(e, dict)]
@@ -381,13 +381,13 @@ def test_once_speech_starts_the_vad_follows_it_in_small_chunks(coarse_listening_
 
 
 def test_the_proxy_guard_lifts_the_request_timeout_for_websockets():
-    """Serve's proxy applies http_options.request_timeout_s to a whole WebSocket; graphs.proxy_guard
+    """Serve's proxy applies http_options.request_timeout_s to a whole WebSocket; gateway.proxy_guard
     (loaded into the proxy) turns it off for them, through Serve's own per-request header. Checked by
     hand on a cluster with request_timeout_s 5: a session was cut at 5.0 s without the guard and open
     after 12 s with it."""
     from ray.serve._private.http_util import parse_request_timeout_header
 
-    from graphs.proxy_guard import untimed
+    from gateway.proxy_guard import untimed
 
     scope = {"type": "websocket", "headers": [(b"x-request-timeout-seconds", b"99"), (b"host", b"x")]}
     headers = dict(untimed(scope)["headers"])

@@ -88,6 +88,6 @@ def test_the_load_tool_covers_every_declared_route():
     """Each route a task or flow declares (mmserve/tasks.py, mmserve/config/flows.py) has a sender here,
     so a new task's route cannot be left out of load tests and benchmarks unnoticed."""
     from bench.loadtest.routes import ROUTES
-    from graphs.admission import route_tasks
+    from gateway.admission import route_tasks
 
     assert set(route_tasks()) - {route.path for route in ROUTES.values()} == set()

@@ -182,11 +182,11 @@ def test_an_unknown_adapter_is_404_listing_the_adapters(local_stack):
 
 def test_a_flow_stage_runs_on_an_adapter_picked_by_name(local_stack):
     files = {"file": ("speech.wav", SPEECH_ZH.read_bytes(), "application/octet-stream")}
-    ok = httpx.post(local_stack + "/v1/pipelines/speech-to-image", files=files, timeout=120,
+    ok = httpx.post(local_stack + "/v1/flows/speech-to-image", files=files, timeout=120,
                     data={"llm_model": "qwen-poet", "rewrite": "true", "seed": "1"})
     assert ok.status_code == 200, ok.text
     assert "rewrite_ms" in ok.json()["timings"]
-    missing = httpx.post(local_stack + "/v1/pipelines/speech-to-image", files=files, timeout=120,
+    missing = httpx.post(local_stack + "/v1/flows/speech-to-image", files=files, timeout=120,
                          data={"llm_model": "qwen-nope"})
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "llm_model"
 

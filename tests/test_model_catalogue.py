@@ -72,11 +72,11 @@ def test_an_unknown_model_is_404_listing_the_names_served_for_the_task(local_sta
 
 def test_a_flow_stage_model_is_picked_per_request(local_stack):
     files = [("image", ("a.png", encode_png(Image.new("RGB", (64, 48), "blue")), "image/png"))]
-    resp = httpx.post(local_stack + "/v1/pipelines/describe-aloud", files=files, timeout=180,
+    resp = httpx.post(local_stack + "/v1/flows/describe-aloud", files=files, timeout=180,
                       data={"question": "What colour is it?", "vlm_model": "llava"})
     assert resp.status_code == 200, resp.text
     assert isinstance(resp.json()["description"], str)
-    resp = httpx.post(local_stack + "/v1/pipelines/describe-aloud", files=files, timeout=60,
+    resp = httpx.post(local_stack + "/v1/flows/describe-aloud", files=files, timeout=60,
                       data={"vlm_model": "gpt-4o"})
     assert resp.status_code == 404
     error = resp.json()["error"]
@@ -85,6 +85,6 @@ def test_a_flow_stage_model_is_picked_per_request(local_stack):
 
 @pytest.mark.parametrize("field", ["asr_model", "llm_model", "image_model"])
 def test_speech_to_image_refuses_an_unknown_stage_model(local_stack, field):
-    resp = httpx.post(local_stack + "/v1/pipelines/speech-to-image", timeout=60, data={field: "nope"},
+    resp = httpx.post(local_stack + "/v1/flows/speech-to-image", timeout=60, data={field: "nope"},
                       files={"file": ("speech.wav", SPEECH_ZH.read_bytes(), "audio/wav")})
     assert resp.status_code == 404 and resp.json()["error"]["param"] == field

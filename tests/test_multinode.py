@@ -16,10 +16,10 @@ import time
 import psutil
 import pytest
 
-from graphs.stages import RESENT
 from bench.cluster import LocalCluster
 from bench.load import SteadyLoad, failed, status_label
 from bench.wait import wait_until
+from graphs.stages import RESENT
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import AppArgs, load_app_args
 from tests.conftest import LOCAL_CONFIG

@@ -20,7 +20,7 @@ import soxr
 from PIL import Image
 from ray import serve
 
-from graphs.gateway import Gateway
+from gateway.ingress import Gateway
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import load_app_args
 from tests.conftest import LOCAL_CONFIG

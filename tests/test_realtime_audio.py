@@ -1,5 +1,5 @@
 """PCM16 in and out of a realtime session, and the chunk-by-chunk resampling between the client's
-rate and the models' (graphs/realtime/audio.py): no torch, no Ray."""
+rate and the models' (gateway/realtime/audio.py): no torch, no Ray."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soxr
 
-from graphs.realtime.audio import Resampler, decode_pcm16, encode_pcm16
+from gateway.realtime.audio import Resampler, decode_pcm16, encode_pcm16
 from mmserve.errors import InvalidInput
 
 

@@ -1,4 +1,4 @@
-"""The realtime session's two clocks (graphs/realtime/__init__.py:serve_session): a busy client is
+"""The realtime session's two clocks (gateway/realtime/__init__.py:serve_session): a busy client is
 closed at the session's maximum length with `session_expired`, a quiet one after the idle timeout
 with `idle_timeout`. Run on uvloop, Serve's event loop, whose timers fire up to 1 ms early: the
 session's end must not then pass for idleness. No Ray, no models: the session is a stand-in that
@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from graphs.realtime import serve_session
+from gateway.realtime import serve_session
 from mmserve.config.gateway import RealtimeArgs
 
 uvloop = pytest.importorskip("uvloop")

@@ -14,7 +14,7 @@ from ray import serve
 from mmserve.config.app import load_app_args
 from tests.helpers import SPEECH_EN, SPEECH_ZH, convert_audio, decode_b64_png, wav_bytes
 
-ROUTE = "/v1/pipelines/speech-to-image"
+ROUTE = "/v1/flows/speech-to-image"
 LOCAL_CONFIG = Path(__file__).parents[1] / "configs" / "local.yaml"
 
 

@@ -8,8 +8,8 @@ import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError, NodeDiedError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 
-from graphs import admission
-from graphs.services import ServedModel
+from gateway import admission
+from gateway.services import ServedModel
 from graphs.stages import Saturation, Stages, replica_lost, stage_error
 from mmserve.errors import InvalidInput
 
@@ -52,6 +52,10 @@ def test_a_route_is_refused_only_while_every_model_it_can_reach_is_full():
     assert admission.refusal("/healthz", models, saturation) is None
     saturation.finished("internvl")  # a call finished: a slot is free again
     assert admission.refusal("/v1/chat/completions", models, saturation) is None
+    saturation.refused("internvl")  # flows are refused by their first stage, under either prefix
+    assert admission.refusal("/v1/flows/describe-aloud", models, saturation) is not None
+    assert admission.refusal("/v1/pipelines/describe-aloud", models, saturation) is not None
+    assert admission.refusal("/v1/flows/voice-chat", models, saturation) is None  # its first stage is asr
     lapsing = Saturation(hold_s=0.0)  # the mark also lapses after hold_s
     lapsing.refused("sd3")
     assert admission.refusal("/v1/images/generations", models, lapsing) is None

@@ -51,7 +51,7 @@ def gateway_access_record(request_id: str) -> dict | None:
 def test_one_grep_finds_a_flow_request_in_every_replica_it_touched(local_stack, flow):
     request_id = f"trace-{flow}-{uuid.uuid4().hex}"
     form, speech, deployments = FLOWS[flow]
-    with httpx.stream("POST", f"{local_stack}/v1/pipelines/{flow}", headers={"x-request-id": request_id},
+    with httpx.stream("POST", f"{local_stack}/v1/flows/{flow}", headers={"x-request-id": request_id},
                       data=form, files={"file": ("q.wav", speech.read_bytes())}, timeout=300) as resp:
         body = resp.read()
         assert resp.status_code == 200, body[:500]
@@ -64,5 +64,5 @@ def test_one_grep_finds_a_flow_request_in_every_replica_it_touched(local_stack, 
                what=lambda: f"{request_id} in the logs of {untouched()}")
     record = wait_until(lambda: gateway_access_record(request_id), timeout=60,
                         what="the gateway's JSON access line", interval=0.5)
-    assert record["path"] == f"/v1/pipelines/{flow}" and record["method"] == "POST"
+    assert record["path"] == f"/v1/flows/{flow}" and record["method"] == "POST"
     assert record["status"] == 200 and record["duration_ms"] > 0

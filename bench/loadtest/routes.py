@@ -288,7 +288,7 @@ def send_speech_to_image(call: Call) -> Outcome:
         form["steps"] = str(call.options.steps)
     if call.options.rewrite is not None:
         form["rewrite"] = str(call.options.rewrite).lower()
-    resp = call.request("POST", "/v1/pipelines/speech-to-image", files=files, data=form)
+    resp = call.request("POST", "/v1/flows/speech-to-image", files=files, data=form)
 
     def check(r):
         body = r.json()
@@ -304,13 +304,13 @@ def send_describe_aloud(call: Call) -> Outcome:
     form = {"question": call.pick(call.payloads.questions)}
     if call.options.voice:
         form["voice"] = call.options.voice
-    resp = call.request("POST", "/v1/pipelines/describe-aloud", files=image_file(call), data=form)
+    resp = call.request("POST", "/v1/flows/describe-aloud", files=image_file(call), data=form)
     return finish(resp, spoken_reply("description"))
 
 
 def send_spoken_question(call: Call) -> Outcome:
     files, _ = audio_file(call)
-    resp = call.request("POST", "/v1/pipelines/spoken-question", files={**files, **image_file(call)})
+    resp = call.request("POST", "/v1/flows/spoken-question", files={**files, **image_file(call)})
     return finish(resp, spoken_reply("answer"))
 
 
@@ -327,7 +327,7 @@ def spoken_reply(text_field: str) -> Callable[[requests.Response], dict]:
 def send_voice_chat(call: Call) -> Outcome:
     """SSE: transcript, text deltas, audio clauses, done; time to the first audio event."""
     files, seconds = audio_file(call)
-    with call.request("POST", "/v1/pipelines/voice-chat", files=files, data={"stream": "true"}, stream=True) as resp:
+    with call.request("POST", "/v1/flows/voice-chat", files=files, data={"stream": "true"}, stream=True) as resp:
         if not resp.ok:
             return Outcome(resp.status_code, error=error_message(resp))
         first_audio, audio_s, timings, done = None, 0.0, {}, False
@@ -376,10 +376,10 @@ ROUTES: dict[str, Route] = {r.name: r for r in [
     Route("chat", "POST", "/v1/chat/completions", send_chat, streaming=True),
     Route("chat-vlm", "POST", "/v1/chat/completions", send_chat_vlm, streaming=True),
     Route("music", "POST", "/v1/audio/music", send_music),
-    Route("speech-to-image", "POST", "/v1/pipelines/speech-to-image", send_speech_to_image),
-    Route("describe-aloud", "POST", "/v1/pipelines/describe-aloud", send_describe_aloud),
-    Route("spoken-question", "POST", "/v1/pipelines/spoken-question", send_spoken_question),
-    Route("voice-chat", "POST", "/v1/pipelines/voice-chat", send_voice_chat, streaming=True),
+    Route("speech-to-image", "POST", "/v1/flows/speech-to-image", send_speech_to_image),
+    Route("describe-aloud", "POST", "/v1/flows/describe-aloud", send_describe_aloud),
+    Route("spoken-question", "POST", "/v1/flows/spoken-question", send_spoken_question),
+    Route("voice-chat", "POST", "/v1/flows/voice-chat", send_voice_chat, streaming=True),
     # a WebSocket: /openapi.json does not list it, so `--routes auto` leaves it out; name it
     Route("realtime", "GET", "/v1/realtime", send_realtime, streaming=True),
 ]}

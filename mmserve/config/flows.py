@@ -65,7 +65,9 @@ class Flow:
         return self.required + self.optional
 
 
-FLOW_PREFIX = "/v1/pipelines"
+FLOW_PREFIX = "/v1/flows"  # each flow's routes: one name for package docs, config key and URLs
+# What the routes were called before (answered as well, for clients written then; not in the API docs)
+LEGACY_FLOW_PREFIX = "/v1/pipelines"
 FLOWS: dict[str, Flow] = {flow.name: flow for flow in (
     Flow("speech-to-image", "graphs.speech_to_image:SpeechToImageFlow", SpeechToImageArgs, ("asr", "image"), ("llm",),
          routes={f"{FLOW_PREFIX}/speech-to-image": "asr"},

@@ -135,7 +135,7 @@ async function drawSpeech(ctx, mic, chunks) {
   form.append("rewrite", $("speak-rewrite").checked);
   if ($("speak-seed").value) form.append("seed", $("speak-seed").value);
   setStatus("speak", "drawing...");
-  const answer = await (await api("/v1/pipelines/speech-to-image", { method: "POST", body: form })).json();
+  const answer = await (await api("/v1/flows/speech-to-image", { method: "POST", body: form })).json();
   $("speak-transcript").textContent = answer.transcript;
   $("speak-prompt").textContent = answer.prompt;
   $("speak-timings").textContent = Object.entries(answer.timings).map(([k, v]) => `${k} ${v}`).join(", ");
@@ -289,7 +289,7 @@ $("describe-go").addEventListener("click", () => busy("describe", $("describe-go
   form.append("image", file);
   if ($("describe-question").value.trim()) form.append("question", $("describe-question").value.trim());
   if ($("describe-voice").value.trim()) form.append("voice", $("describe-voice").value.trim());
-  const answer = await (await api("/v1/pipelines/describe-aloud", { method: "POST", body: form })).json();
+  const answer = await (await api("/v1/flows/describe-aloud", { method: "POST", body: form })).json();
   $("describe-text").textContent = answer.description;
   if (!answer.audio.b64_wav) return "nothing speakable in the answer";
   $("describe-audio").src = `data:audio/wav;base64,${answer.audio.b64_wav}`;

@@ -9,7 +9,7 @@ body is read, no upload decoded, so refusals stay fast however many arrive.
 from __future__ import annotations
 
 from graphs.stages import Saturation
-from mmserve.config.flows import FLOWS
+from mmserve.config.flows import FLOW_PREFIX, FLOWS, LEGACY_FLOW_PREFIX
 from mmserve.errors import Overloaded
 from mmserve.tasks import TASKS
 
@@ -23,7 +23,8 @@ def route_tasks() -> dict[str, tuple[str, ...]]:
             routes[path] = (*routes.get(path, ()), task.name)
     for flow in FLOWS.values():
         for path, first in flow.routes.items():
-            routes[path] = (*routes.get(path, ()), first)
+            for alias in (path, path.replace(FLOW_PREFIX, LEGACY_FLOW_PREFIX, 1)):
+                routes[alias] = (*routes.get(alias, ()), first)
     return routes
 
 

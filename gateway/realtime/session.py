@@ -19,8 +19,8 @@ from typing import Awaitable, Callable
 import numpy as np
 
 from deployments import metrics
-from graphs.realtime.audio import Resampler, decode_pcm16, encode_pcm16
-from graphs.realtime.events import (
+from gateway.realtime.audio import Resampler, decode_pcm16, encode_pcm16
+from gateway.realtime.events import (
     INPUT_RATES,
     OUTPUT_RATE,
     ClientEvent,

@@ -1,4 +1,4 @@
-"""One HTTP route per cross-modal flow, beside the OpenAI routes.
+"""One HTTP route per cross-modal flow, beside the OpenAI routes, under /v1/flows/.
 
 Each takes `<stage>_model` form fields (e.g. `asr_model`) to pick a stage's model by name for one
 request; unset, the stage uses the model the `flows:` config names, else its task's default.
@@ -9,13 +9,13 @@ request; unset, the stage uses the model the `flows:` config names, else its tas
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import StreamingResponse
 
-from graphs.services import Services, services
-from graphs.streams import sse_events
-from graphs.uploads import read_upload
+from gateway.services import Services, services
+from gateway.streams import sse_events
+from gateway.uploads import read_upload
 from mmserve.errors import InvalidInput
 from mmserve.media import b64encode, decode_audio, decode_image
 
-router = APIRouter(prefix="/v1/pipelines")
+router = APIRouter()  # served under FLOW_PREFIX (and LEGACY_FLOW_PREFIX), see gateway/ingress.py
 
 
 def model_field(stage: str):

@@ -16,9 +16,9 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from deployments import metrics
-from graphs.realtime.events import error_event, parse_client_event, server_event
-from graphs.realtime.session import RealtimeSession, SessionLimits, log
-from graphs.services import Unauthorized, authorized, services
+from gateway.realtime.events import error_event, parse_client_event, server_event
+from gateway.realtime.session import RealtimeSession, SessionLimits, log
+from gateway.services import Unauthorized, authorized, services
 from mmserve.config.gateway import RealtimeArgs
 from mmserve.errors import InvalidInput, MMServeError
 

@@ -6,7 +6,7 @@ WebSocket the way a page does. The page calls exactly the routes users call (wit
 user types in), so it doubles as a live example of the public API.
 
 The page and its assets are open paths (no key needed to load them); every API call it makes
-carries the key. The files ship as package data (graphs/playground/static/).
+carries the key. The files ship as package data (gateway/playground/static/).
 """
 
 from importlib import resources
@@ -21,7 +21,7 @@ MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; cha
                ".css": "text/css; charset=utf-8"}
 STATIC = resources.files(__package__) / "static"
 ASSETS = sorted(p.name for p in STATIC.iterdir() if p.suffix in MEDIA_TYPES and p.name != "index.html")
-# What the gateway serves without an API key (graphs/gateway.py:OPEN_PATHS).
+# What the gateway serves without an API key (gateway/ingress.py:OPEN_PATHS).
 PAGE_PATHS = frozenset({PAGE, PAGE + "/", *(f"{PAGE}/{name}" for name in ASSETS)})
 
 

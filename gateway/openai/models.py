@@ -3,7 +3,7 @@ too, with its base model as OpenAI's `parent` and `root`."""
 
 from fastapi import APIRouter, Depends
 
-from graphs.services import Services, services
+from gateway.services import Services, services
 
 router = APIRouter(prefix="/v1")
 

@@ -17,10 +17,10 @@ import soundfile as sf
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response, StreamingResponse
 
-from graphs.openai.protocol import SpeechBody
-from graphs.services import Services, services
+from gateway.openai.protocol import SpeechBody
+from gateway.services import Services, services
+from gateway.streams import peek, sse
 from graphs.stages import stage_error
-from graphs.streams import peek, sse
 from mmserve.errors import InvalidInput
 from mmserve.media import pcm16
 from mmserve.protocol.audio import Audio

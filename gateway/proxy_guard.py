@@ -6,7 +6,7 @@ send (it only writes a body for 408/429/503) and the ASGI server then answers a 
 "500 Internal Server Error". This middleware answers instead, in the gateway's JSON error shape,
 with Retry-After. Serve loads it from the environment of every node's proxy:
 
-    export RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=graphs.proxy_guard:middlewares
+    export RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=gateway.proxy_guard:middlewares
 
 (set before `ray start` / `serve run`; scripts/run_local.sh and the tests do).
 """
@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 RETRY_AFTER_S = 1
 BODY = json.dumps({"error": {"message": "the gateway replica serving this request went away before answering; "
                              "retry later", "type": "replica_unavailable", "code": "replica_unavailable"}}).encode()
-IMPORT_PATH = "graphs.proxy_guard:middlewares"
+IMPORT_PATH = "gateway.proxy_guard:middlewares"
 TIMEOUT_HEADER = b"x-request-timeout-seconds"  # Serve's per-request timeout; 0 turns it off
 
 

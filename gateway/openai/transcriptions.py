@@ -6,8 +6,8 @@ from typing import Literal
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import PlainTextResponse
 
-from graphs.services import Services, services
-from graphs.uploads import read_upload
+from gateway.services import Services, services
+from gateway.uploads import read_upload
 from mmserve import subtitles
 from mmserve.media import decode_audio
 

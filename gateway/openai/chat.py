@@ -8,9 +8,9 @@ import uuid
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
-from graphs.openai.protocol import ChatBody
-from graphs.services import ModelNotFound, Services, services
-from graphs.streams import peek, sse_events
+from gateway.openai.protocol import ChatBody
+from gateway.services import ModelNotFound, Services, services
+from gateway.streams import peek, sse_events
 from mmserve.errors import InvalidInput
 from mmserve.media import decode_data_url, decode_image
 from mmserve.protocol.llm import ChatMessage, ChatResult, GenerationParams

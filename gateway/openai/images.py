@@ -5,8 +5,8 @@ import time
 
 from fastapi import APIRouter, Depends
 
-from graphs.openai.protocol import ImageBody
-from graphs.services import Services, services
+from gateway.openai.protocol import ImageBody
+from gateway.services import Services, services
 from mmserve.errors import InvalidInput
 from mmserve.media import b64encode
 from mmserve.protocol.image import ImageRequest

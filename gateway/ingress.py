@@ -17,11 +17,12 @@ from ray import serve
 from starlette.datastructures import Headers
 
 from deployments import metrics
-from graphs import admission, openai, playground, realtime, routes_pipelines
-from graphs.errors import error_response, install_error_handlers
-from graphs.services import ServedModel, Services, Unauthorized, authorized, install, services, waiting_for
+from gateway import admission, flow_routes, openai, playground, realtime
+from gateway.errors import error_response, install_error_handlers
+from gateway.services import ServedModel, Services, Unauthorized, authorized, install, services, waiting_for
 from graphs.stages import Saturation, Stages
 from mmserve.config import Strict
+from mmserve.config.flows import FLOW_PREFIX, LEGACY_FLOW_PREFIX
 from mmserve.config.gateway import GatewayArgs
 from mmserve.errors import MMServeError, PayloadTooLarge
 
@@ -34,7 +35,8 @@ app = FastAPI(title="mmserve", version="0.1.0")
 install_error_handlers(app)
 for router in openai.ROUTERS:
     app.include_router(router)
-app.include_router(routes_pipelines.router)
+app.include_router(flow_routes.router, prefix=FLOW_PREFIX)
+app.include_router(flow_routes.router, prefix=LEGACY_FLOW_PREFIX, include_in_schema=False, deprecated=True)
 app.include_router(realtime.router)
 app.include_router(playground.router)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024

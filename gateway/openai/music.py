@@ -4,8 +4,8 @@
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from graphs.openai.protocol import MusicBody
-from graphs.services import Services, services
+from gateway.openai.protocol import MusicBody
+from gateway.services import Services, services
 from mmserve.protocol.music import MusicRequest
 
 router = APIRouter(prefix="/v1")
