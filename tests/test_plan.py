@@ -16,6 +16,7 @@ from mmserve.config.app import AppArgs, load_app_args
 from mmserve.plan import ClusterArgs, PlanError, check_app_args
 from mmserve.plan.__main__ import main
 from mmserve.plan.check import plan_app
+from mmserve.runners.registry import FAMILIES
 from mmserve.sizing.estimates import GB, decoder_peak_bytes, weight_bytes
 from mmserve.sizing.params import build_component_sizes, component_sizes, config_digest
 
@@ -87,11 +88,19 @@ def test_shipped_counts_are_current():
         assert [(p.name, p.params) for p in fresh] == [(c["name"], c["params"]) for c in stored[key]["components"]], key
 
 
+def test_each_shipped_config_is_one_a_family_names():
+    """A config folder no family ships would never size anything; a family naming a missing one fails."""
+    shipped = {key for family in FAMILIES.values() for key in family.shipped.values()}
+    assert shipped == set(model_configs.keys())
+
+
 def test_hub_ids_map_to_loadable_configs():
     from diffusers import SD3Transformer2DModel
 
-    assert model_configs.key_for("stabilityai/stable-diffusion-3-medium-diffusers") == "sd3-medium"
-    assert model_configs.key_for("/models/ChatTTS") == "chattts"
+    assert model_configs.key_for("stabilityai/stable-diffusion-3-medium-diffusers",
+                                 FAMILIES["diffusers-sd3"].shipped) == "sd3-medium"
+    assert model_configs.key_for("/models/ChatTTS", FAMILIES["chattts"].shipped) == "chattts"
+    assert model_configs.key_for("/models/ChatTTS", FAMILIES["diffusers-sd3"].shipped) is None
     config = SD3Transformer2DModel.load_config(model_configs.path("sd3-medium") / "transformer")
     assert config["num_layers"] == 24
 

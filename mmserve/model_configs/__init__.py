@@ -1,7 +1,8 @@
 """Architecture configs of the default production models, shipped with the package.
 
 No model hub is reachable from CI or from the capacity planner, yet both need the real sizes:
-the planner counts parameters from these configs (built on the meta device), and benchmarks
+the planner counts parameters from these configs (built on the meta device). Each family names the
+ones it ships (`Family.shipped`: hub id -> folder here), and benchmarks
 build real-size random-weight models from them. Each folder is laid out like its hub repo, so
 `from_pretrained` / `from_config` read it directly, e.g.
 `SD3Transformer2DModel.from_config(SD3Transformer2DModel.load_config(path("sd3-medium") / "transformer"))`.
@@ -25,17 +26,6 @@ from pathlib import Path
 ROOT = Path(__file__).parent
 COUNTS_FILE = ROOT / "param_counts.json"  # parameter counts of these configs (mmserve.sizing.params)
 
-# hub id (as written in serve_config.yaml) -> folder key under this package
-HUB_IDS: dict[str, str] = {
-    "Qwen/Qwen2.5-7B-Instruct": "qwen2.5-7b-instruct",
-    "stabilityai/stable-diffusion-3-medium-diffusers": "sd3-medium",
-    "OpenGVLab/InternVL2_5-4B": "internvl2.5-4b",
-    "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch": "paraformer-large",
-    "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch": "fsmn-vad",
-    "2Noise/ChatTTS": "chattts",
-    "stabilityai/stable-audio-open-1.0": "stable-audio-open-1.0",
-}
-
 # FunASR models size their output layer from tokens.json, which is not shipped.
 VOCAB_SIZES: dict[str, int] = {"paraformer-large": 8404}
 
@@ -52,15 +42,16 @@ def path(key: str) -> Path:
     return folder
 
 
-def key_for(model: str) -> str | None:
-    """The shipped key for a hub id, or for a folder named like one (`/models/ChatTTS` -> chattts)."""
-    if model in HUB_IDS:
-        return HUB_IDS[model]
-    lowered = {hub.lower(): key for hub, key in HUB_IDS.items()}
+def key_for(model: str, hub_ids: dict[str, str]) -> str | None:
+    """The shipped key for a hub id, or for a folder named like one (`/models/ChatTTS` -> chattts);
+    `hub_ids` (hub id -> key) is what the model's family ships (`Family.shipped`)."""
+    if model in hub_ids:
+        return hub_ids[model]
+    lowered = {hub.lower(): key for hub, key in hub_ids.items()}
     if model.lower() in lowered:
         return lowered[model.lower()]
     name = Path(model).name.lower()
-    return next((key for hub, key in HUB_IDS.items() if Path(hub).name.lower() == name), None)
+    return next((key for hub, key in hub_ids.items() if Path(hub).name.lower() == name), None)
 
 
 def kv_bytes_per_token(text_config: dict, dtype_bytes: int) -> int:

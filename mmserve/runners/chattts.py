@@ -387,8 +387,8 @@ class _CallFlag:
 
 
 def estimate(args, image_side: int) -> ModelEstimate:
-    runner, folder = args.runner, model_folder(args.runner.model)
-    parts = sizes(runner.model)
+    runner, folder = args.runner, model_folder(args.runner.model, args.family.shipped)
+    parts = sizes(runner.model, args.family.shipped)
     if parts is None:
         return unknown(args, "no config to size it")
     gpt = read_json(folder / "asset" / "gpt", "config.json")
@@ -402,4 +402,5 @@ def estimate(args, image_side: int) -> ModelEstimate:
         "per batch (max_batch_sentences)")
 
 
-FAMILY = Family("chattts", "tts", TtsArgs, TtsRunner, estimate=estimate, tiny={"chattts": "mmserve.tiny.chattts"})
+FAMILY = Family("chattts", "tts", TtsArgs, TtsRunner, estimate=estimate, tiny={"chattts": "mmserve.tiny.chattts"},
+                shipped={"2Noise/ChatTTS": "chattts"})

@@ -36,6 +36,9 @@ class Family:
     # the tiny random-weight models its tests and configs/local.yaml use: folder name -> module in
     # mmserve.tiny whose build(out_dir) writes it
     tiny: Mapping[str, str] = field(default_factory=dict)
+    # the real architecture configs it ships for the planner: hub id (as a config names it) -> folder
+    # under mmserve/model_configs (laid out like the hub repo, no weights)
+    shipped: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         task(self.task)  # an unknown task is an error at import, naming the tasks there are

@@ -209,7 +209,7 @@ def estimate(args, image_side: int) -> ModelEstimate:
     """faster-whisper: weights = model.bin's size x (the compute type's bytes / the stored type's bytes);
     activations = the encoder of one 30 s window + the decoder's self- and cross-attention caches for
     every beam."""
-    runner, folder = args.runner, model_folder(args.runner.model)
+    runner, folder = args.runner, model_folder(args.runner.model, args.family.shipped)
     if folder is None or not (folder / "model.bin").is_file():
         return unknown(args, "no CTranslate2 model.bin to size it")
     variables = ctranslate2_variables(folder / "model.bin")

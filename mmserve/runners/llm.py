@@ -516,8 +516,8 @@ def _load_tokenizer(model: str):
 _NEVER_CANCELLED = threading.Event()  # generate() without a cancel: still counted
 
 def estimate(args, image_side: int) -> ModelEstimate:
-    runner, folder = args.runner, model_folder(args.runner.model)
-    parts = sizes(runner.model)
+    runner, folder = args.runner, model_folder(args.runner.model, args.family.shipped)
+    parts = sizes(runner.model, args.family.shipped)
     if parts is None:
         return unknown(args, "no config to size it")
     dtype = gpu_dtype(runner.dtype, "bfloat16")
@@ -535,6 +535,8 @@ def estimate(args, image_side: int) -> ModelEstimate:
 
 
 TINY = {"qwen": "mmserve.tiny.qwen", "qwen_lora": "mmserve.tiny.lora"}  # LoRA adapters of the tiny qwen, built after it
+SHIPPED = {"Qwen/Qwen2.5-7B-Instruct": "qwen2.5-7b-instruct"}
 TRANSFORMERS = Family("transformers-llm", "llm", LlmArgs, LlmRunner, estimate=estimate, path_fields=("model", "adapters"),
-                      tiny=TINY)
-LMDEPLOY = Family("lmdeploy-llm", "llm", LlmArgs, LlmRunner, check=check_tensor_parallel, estimate=estimate, tiny=TINY)
+                      tiny=TINY, shipped=SHIPPED)
+LMDEPLOY = Family("lmdeploy-llm", "llm", LlmArgs, LlmRunner, check=check_tensor_parallel, estimate=estimate, tiny=TINY,
+                  shipped=SHIPPED)

@@ -293,17 +293,23 @@ def check_threads_fit_the_cpus(args: AsrArgs, deployment) -> None:
                          f"({deployment.num_cpus}); set ncpu <= {cpus}")
 
 
+FUNASR_SHIPPED = {  # Paraformer's recognizer and the FSMN-VAD that cuts its input (any FunASR family's)
+    "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch": "paraformer-large",
+    "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch": "fsmn-vad",
+}
+
+
 def estimate(args, image_side: int) -> ModelEstimate:
     """A FunASR model entry (Paraformer, SenseVoice): fp32 weights of every folder in its family's
     path fields, plus the encoder's activations over one batch of VAD segments."""
     runner = args.runner
-    found = {name: sizes(model) for name in args.family.path_fields if (model := getattr(runner, name, None))}
+    found = {name: sizes(model, args.family.shipped) for name in args.family.path_fields if (model := getattr(runner, name, None))}
     if found["model"] is None:
         return unknown(args, "no config to size the recognizer")
     parts = [p for ps in found.values() if ps for p in ps]
     notes = [f"{name} {getattr(runner, name)} not sized (no shipped config): not in the weights"
              for name, ps in found.items() if ps is None]
-    config = funasr_config(model_folder(runner.model))
+    config = funasr_config(model_folder(runner.model, args.family.shipped))
     encoder = config.get("encoder_conf", {})
     frames = runner.batch_size_s * 100 // config.get("frontend_conf", {}).get("lfr_n", 6)
     width = encoder.get("linear_units", 2048) + 3 * encoder.get("output_size", 512)
@@ -315,4 +321,5 @@ def estimate(args, image_side: int) -> ModelEstimate:
 
 
 FAMILY = Family("funasr-paraformer", "asr", AsrArgs, AsrRunner, check=check_threads_fit_the_cpus, estimate=estimate,
-                path_fields=("model", "vad_model", "punc_model"), tiny={"funasr": "mmserve.tiny.funasr"})
+                path_fields=("model", "vad_model", "punc_model"), tiny={"funasr": "mmserve.tiny.funasr"},
+                shipped=FUNASR_SHIPPED)

@@ -217,8 +217,8 @@ SD3_TEXT_TOKENS = 77 + 256  # CLIP + T5 (max_sequence_length) tokens joined to t
 
 
 def estimate(args, image_side: int) -> ModelEstimate:
-    runner, folder = args.runner, model_folder(args.runner.model)
-    parts = sizes(runner.model)
+    runner, folder = args.runner, model_folder(args.runner.model, args.family.shipped)
+    parts = sizes(runner.model, args.family.shipped)
     if parts is None:
         return unknown(args, "no config to size it")
     if runner.drop_t5:
@@ -243,4 +243,5 @@ def estimate(args, image_side: int) -> ModelEstimate:
         f"{per_image / GB:.2f} GB per image x {images} images per call (max_images_per_call)")
 
 
-FAMILY = Family("diffusers-sd3", "image", ImageArgs, ImageRunner, estimate=estimate, tiny={"sd3": "mmserve.tiny.sd3"})
+FAMILY = Family("diffusers-sd3", "image", ImageArgs, ImageRunner, estimate=estimate, tiny={"sd3": "mmserve.tiny.sd3"},
+                shipped={"stabilityai/stable-diffusion-3-medium-diffusers": "sd3-medium"})

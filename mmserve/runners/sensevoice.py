@@ -38,7 +38,13 @@ from mmserve.devices import resolve_device
 from mmserve.errors import ConfigError, InvalidInput
 from mmserve.protocol.asr import Transcript, VadStep
 from mmserve.runners.family import Family
-from mmserve.runners.paraformer import check_threads_fit_the_cpus, estimate, funasr_model_name, no_streaming_vad
+from mmserve.runners.paraformer import (
+    FUNASR_SHIPPED,
+    check_threads_fit_the_cpus,
+    estimate,
+    funasr_model_name,
+    no_streaming_vad,
+)
 from mmserve.runners.speech_input import SAMPLE_RATE, checked_audio, checked_hotwords
 
 log = logging.getLogger(__name__)
@@ -252,4 +258,5 @@ class SenseVoiceRunner:
 
 
 FAMILY = Family("funasr-sensevoice", "asr", SenseVoiceArgs, SenseVoiceRunner, check=check_threads_fit_the_cpus,
-                estimate=estimate, path_fields=("model", "vad_model"), tiny={"sensevoice": "mmserve.tiny.sensevoice"})
+                estimate=estimate, path_fields=("model", "vad_model"), tiny={"sensevoice": "mmserve.tiny.sensevoice"},
+                shipped={hub: key for hub, key in FUNASR_SHIPPED.items() if key == "fsmn-vad"})

@@ -145,8 +145,8 @@ class MusicRunner:
 
 
 def estimate(args, image_side: int) -> ModelEstimate:
-    runner, folder = args.runner, model_folder(args.runner.model)
-    parts = sizes(runner.model)
+    runner, folder = args.runner, model_folder(args.runner.model, args.family.shipped)
+    parts = sizes(runner.model, args.family.shipped)
     if parts is None:
         return unknown(args, "no config to size it")
     dtype = gpu_dtype(runner.dtype)
@@ -161,4 +161,5 @@ def estimate(args, image_side: int) -> ModelEstimate:
 
 
 FAMILY = Family("diffusers-stable-audio", "music", MusicArgs, MusicRunner, estimate=estimate,
-                tiny={"stable_audio": "mmserve.tiny.stable_audio"})
+                tiny={"stable_audio": "mmserve.tiny.stable_audio"},
+                shipped={"stabilityai/stable-audio-open-1.0": "stable-audio-open-1.0"})

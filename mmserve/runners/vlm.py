@@ -352,8 +352,8 @@ class VlmRunner:
 
 
 def estimate(args, image_side: int) -> ModelEstimate:
-    runner, folder = args.runner, model_folder(args.runner.model)
-    parts = sizes(runner.model)
+    runner, folder = args.runner, model_folder(args.runner.model, args.family.shipped)
+    parts = sizes(runner.model, args.family.shipped)
     if parts is None:
         return unknown(args, "no config to size it")
     dtype = gpu_dtype(runner.dtype)
@@ -373,7 +373,8 @@ def estimate(args, image_side: int) -> ModelEstimate:
         f"activations for {tiles} tiles ({runner.max_images} images x 13)")
 
 
+SHIPPED = {"OpenGVLab/InternVL2_5-4B": "internvl2.5-4b"}  # HF-native InternVLConfig: either backend serves it
 TRANSFORMERS = Family("transformers-vlm", "vlm", VlmArgs, VlmRunner, estimate=estimate,
-                      tiny={"llava": "mmserve.tiny.llava"})
+                      tiny={"llava": "mmserve.tiny.llava"}, shipped=SHIPPED)
 LMDEPLOY = Family("lmdeploy-vlm", "vlm", VlmArgs, VlmRunner, check=check_tensor_parallel, estimate=estimate,
-                  tiny={"internvl": "mmserve.tiny.internvl"})
+                  tiny={"internvl": "mmserve.tiny.internvl"}, shipped=SHIPPED)

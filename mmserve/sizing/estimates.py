@@ -41,17 +41,18 @@ class ModelEstimate:
         return self.weights_gb + self.activation_gb + CUDA_CONTEXT_GB
 
 
-def model_folder(model: str) -> Path | None:
-    """A local folder's own configs first; else the shipped config of a known hub id."""
+def model_folder(model: str, shipped: dict[str, str] | None = None) -> Path | None:
+    """A local folder's own configs first; else the shipped config of a hub id its family ships
+    (`shipped`: hub id -> folder key under mmserve/model_configs)."""
     local = Path(resolve_model_path(model))
     if local.is_dir():
         return local
-    key = model_configs.key_for(model)
+    key = model_configs.key_for(model, shipped or {})
     return model_configs.path(key) if key else None
 
 
-def sizes(model: str) -> tuple[ComponentSize, ...] | None:
-    folder = model_folder(model)
+def sizes(model: str, shipped: dict[str, str] | None = None) -> tuple[ComponentSize, ...] | None:
+    folder = model_folder(model, shipped)
     if folder is None:
         return None
     try:
