@@ -23,19 +23,25 @@ class Task:
     name: str  # the `task` of its families, and the stage name in flows and deadlines
     runner: type  # the typing.Protocol its deployment calls on a runner
     deployment: str  # "module:Class" of its Serve deployment, imported only by the app builder
+    router: str  # "module:router" of its HTTP routes (a FastAPI APIRouter), included by the gateway
     deadline_s: float  # default seconds a call may take (a stream: to its first item, then between items)
     routes: tuple[str, ...] = ()  # HTTP paths whose first model call goes to this task
     batches: bool = False  # its deployment batches calls (`@serve.batch`), so a model may set `batch:`
 
 
 TASKS: dict[str, Task] = {task.name: task for task in (
-    Task("asr", asr.AsrRunner, "deployments.asr:SpeechRecognition", 60.0, ("/v1/audio/transcriptions",)),
-    Task("image", image.ImageRunner, "deployments.image:ImageGeneration", 240.0, ("/v1/images/generations",),
-         batches=True),
-    Task("llm", llm.LlmRunner, "deployments.llm:ChatLLM", 120.0, ("/v1/chat/completions",)),
-    Task("tts", tts.TtsRunner, "deployments.tts:SpeechSynthesis", 60.0, ("/v1/audio/speech",), batches=True),
-    Task("vlm", vlm.VlmRunner, "deployments.vlm:VisionLanguage", 120.0, ("/v1/chat/completions",)),
-    Task("music", music.MusicRunner, "deployments.music:MusicGeneration", 240.0, ("/v1/audio/music",)),
+    Task("asr", asr.AsrRunner, "deployments.asr:SpeechRecognition", "gateway.openai.transcriptions:router", 60.0,
+         ("/v1/audio/transcriptions",)),
+    Task("image", image.ImageRunner, "deployments.image:ImageGeneration", "gateway.openai.images:router", 240.0,
+         ("/v1/images/generations",), batches=True),
+    Task("llm", llm.LlmRunner, "deployments.llm:ChatLLM", "gateway.openai.chat:router", 120.0,
+         ("/v1/chat/completions",)),
+    Task("tts", tts.TtsRunner, "deployments.tts:SpeechSynthesis", "gateway.openai.speech:router", 60.0,
+         ("/v1/audio/speech",), batches=True),
+    Task("vlm", vlm.VlmRunner, "deployments.vlm:VisionLanguage", "gateway.openai.chat:router", 120.0,
+         ("/v1/chat/completions",)),  # one chat route for both: the request's model (or images) picks the task
+    Task("music", music.MusicRunner, "deployments.music:MusicGeneration", "gateway.openai.music:router", 240.0,
+         ("/v1/audio/music",)),
 )}
 
 

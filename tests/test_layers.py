@@ -153,3 +153,13 @@ def test_the_interface_check_finds_a_missing_method_and_a_narrower_signature():
 
     gaps = interface_gaps(Narrow, TASKS["tts"].runner)
     assert [gap.split(":")[0].split("(")[0] for gap in gaps] == ["synthesize", "no stream"]
+
+
+def test_each_declared_route_is_served_by_its_tasks_router():
+    """A task's routes (mmserve/tasks.py) are what its router (also named there) serves, so the
+    gateway's admission, deadlines and the load tool read the same paths the app answers."""
+    from mmserve.lazy import import_attr
+
+    for task in TASKS.values():
+        served = {route.path for route in import_attr(task.router).routes}
+        assert set(task.routes) <= served, (task.name, task.routes, served)

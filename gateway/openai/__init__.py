@@ -4,6 +4,9 @@ endpoint family has a module with its serving code and its own router.
 Switching a client to mmserve is a base-URL change.
 """
 
-from gateway.openai import chat, images, models, music, speech, transcriptions
+from gateway.openai import models
+from mmserve.lazy import import_attr
+from mmserve.tasks import TASKS
 
-ROUTERS = [models.router, transcriptions.router, speech.router, images.router, music.router, chat.router]
+# /v1/models, then each task's router as its declaration names it (two tasks may share one)
+ROUTERS = [models.router, *(import_attr(path) for path in dict.fromkeys(task.router for task in TASKS.values()))]
