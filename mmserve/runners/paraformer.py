@@ -57,6 +57,29 @@ def funasr_model_name(field: str, name: str | None) -> str | None:
     return str(path)
 
 
+def load_funasr(names: dict[str, str | None], device: str, ncpu: int, max_single_segment_ms: int | None):
+    """FunASR's AutoModel over these folders or ids (model, vad_model, punc_model), quiet and never
+    asking PyPI for updates; a failure is a ConfigError naming `model`."""
+    with contextlib.redirect_stdout(io.StringIO()):  # funasr prints an ffmpeg notice on import
+        from funasr import AutoModel
+
+    vad_kwargs = {}
+    if max_single_segment_ms is not None:
+        vad_kwargs["max_single_segment_time"] = max_single_segment_ms
+    try:
+        return AutoModel(
+            **names,
+            vad_kwargs=vad_kwargs,
+            device=device,
+            ncpu=ncpu,
+            disable_update=True,  # otherwise every load queries PyPI with no timeout
+            disable_pbar=True,
+            log_level="WARNING",  # AutoModel calls logging.basicConfig with this level
+        )
+    except Exception as exc:
+        raise ConfigError(f"could not load FunASR model {names['model']!r}: {exc}", field="model") from exc
+
+
 class AsrRunner:
     """One FunASR pipeline. Calls are serialized: AutoModel keeps per-call state on itself."""
 
@@ -64,24 +87,7 @@ class AsrRunner:
         self.args = args
         self.device = resolve_device(args.device)
         names = {f: funasr_model_name(f, getattr(args, f)) for f in ("model", "vad_model", "punc_model")}
-        with contextlib.redirect_stdout(io.StringIO()):  # funasr prints an ffmpeg notice on import
-            from funasr import AutoModel
-
-        vad_kwargs = {}
-        if args.max_single_segment_ms is not None:
-            vad_kwargs["max_single_segment_time"] = args.max_single_segment_ms
-        try:
-            self._model = AutoModel(
-                **names,
-                vad_kwargs=vad_kwargs,
-                device=self.device,
-                ncpu=args.ncpu,
-                disable_update=True,  # otherwise every load queries PyPI with no timeout
-                disable_pbar=True,
-                log_level="WARNING",  # AutoModel calls logging.basicConfig with this level
-            )
-        except Exception as exc:
-            raise ConfigError(f"could not load FunASR model {args.model!r}: {exc}", field="model") from exc
+        self._model = load_funasr(names, self.device, args.ncpu, args.max_single_segment_ms)
         self._lock = threading.Lock()
         # Turn detection gets its own copy of the VAD and its own lock, so a long transcription
         # does not hold up a live stream's 100 ms chunks.

@@ -23,8 +23,6 @@ Torch-free at import: torch, funasr and mmserve.devices are imported when a runn
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import re
 import threading
@@ -43,6 +41,7 @@ from mmserve.runners.paraformer import (
     check_threads_fit_the_cpus,
     estimate,
     funasr_model_name,
+    load_funasr,
     no_streaming_vad,
 )
 from mmserve.runners.speech_input import SAMPLE_RATE, checked_audio, checked_hotwords
@@ -189,24 +188,7 @@ class SenseVoiceRunner:
         self.args = args
         self.device = resolve_device(args.device)
         names = {f: funasr_model_name(f, getattr(args, f)) for f in ("model", "vad_model")}
-        with contextlib.redirect_stdout(io.StringIO()):  # funasr prints an ffmpeg notice on import
-            from funasr import AutoModel
-
-        vad_kwargs = {}
-        if args.max_single_segment_ms is not None:
-            vad_kwargs["max_single_segment_time"] = args.max_single_segment_ms
-        try:
-            self._model = AutoModel(
-                **names,
-                vad_kwargs=vad_kwargs,
-                device=self.device,
-                ncpu=args.ncpu,
-                disable_update=True,  # otherwise every load queries PyPI with no timeout
-                disable_pbar=True,
-                log_level="WARNING",  # AutoModel calls logging.basicConfig with this level
-            )
-        except Exception as exc:
-            raise ConfigError(f"could not load SenseVoice model {args.model!r}: {exc}", field="model") from exc
+        self._model = load_funasr(names, self.device, args.ncpu, args.max_single_segment_ms)
         kind = type(self._model.model).__name__
         if kind != "SenseVoiceSmall":
             raise ConfigError(f"{args.model!r} is a {kind} model, not SenseVoiceSmall", field="model")

@@ -246,7 +246,7 @@ def _punc_config() -> dict:
     }
 
 
-def _write_cmvn(path: Path, dim: int) -> None:
+def write_cmvn(path: Path, dim: int) -> None:
     """Kaldi nnet text CMVN: shift log-mel energies near zero mean, scale to unit-ish range."""
     shift = " ".join(["-8.0"] * dim)
     scale = " ".join(["0.25"] * dim)
@@ -319,7 +319,7 @@ def build(out_dir: Path, *, size: str = "tiny") -> Path:
     (asr / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")
     seg = [f"{w} {' '.join(ps)}" for w, ps in _ENGLISH.items()] + [f"{c} {c}" for c in dict.fromkeys(_CHINESE)]
     (asr / "seg_dict").write_text("\n".join(seg) + "\n", encoding="utf-8")
-    _write_cmvn(asr / "am.mvn", 80 * 7)
+    write_cmvn(asr / "am.mvn", 80 * 7)
     _write_folder(
         asr,
         config,
@@ -332,7 +332,7 @@ def build(out_dir: Path, *, size: str = "tiny") -> Path:
 
     vad = out_dir / "vad"
     vad.mkdir(parents=True, exist_ok=True)
-    _write_cmvn(vad / "am.mvn", 80 * 5)
+    write_cmvn(vad / "am.mvn", 80 * 5)
     _write_folder(vad, _vad_config(), {"frontend_conf": {"cmvn_file": "am.mvn"}}, "voice-activity-detection",
                   tweak=_vad_says_speech)
 

@@ -24,6 +24,8 @@ import io
 import json
 from pathlib import Path
 
+from mmserve.tiny.funasr import write_cmvn
+
 BPE_MODEL = "chn_jpn_yue_eng_ko_spectok.bpe.model"  # the file name the real repo ships
 
 # SenseVoice's rich tags, as its tokenizer holds them and funasr's postprocess_utils lists them
@@ -108,19 +110,6 @@ def _train_bpe(path: Path, vocab_size: int = VOCAB_SIZE) -> None:
     path.write_bytes(model.getvalue())
 
 
-def _write_cmvn(path: Path, dim: int) -> None:
-    """Kaldi nnet text CMVN (the real repo's `am.mvn` format): log-mel energies shifted near zero."""
-    shift = " ".join(["-8.0"] * dim)
-    scale = " ".join(["0.25"] * dim)
-    path.write_text(
-        "<Nnet>\n"
-        f"<Splice> {dim} {dim}\n[ 0 ]\n"
-        f"<AddShift> {dim} {dim}\n<LearnRateCoef> 0 [ {shift} ]\n"
-        f"<Rescale> {dim} {dim}\n<LearnRateCoef> 0 [ {scale} ]\n"
-        "</Nnet>\n",
-        encoding="utf-8",
-    )
-
 
 def build(out_dir: Path) -> None:
     """Write the tiny SenseVoice-Small folder into out_dir (created if missing)."""
@@ -134,7 +123,7 @@ def build(out_dir: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     cfg = config()
     _train_bpe(folder / BPE_MODEL)
-    _write_cmvn(folder / "am.mvn", 80 * cfg["frontend_conf"]["lfr_m"])
+    write_cmvn(folder / "am.mvn", 80 * cfg["frontend_conf"]["lfr_m"])
     (folder / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
     metas = {"tokenizer_conf": {"bpemodel": BPE_MODEL}, "frontend_conf": {"cmvn_file": "am.mvn"}}
     conf = {
