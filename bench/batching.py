@@ -59,8 +59,8 @@ def app_args(batch_size: int) -> AppArgs:
 def in_process_rps(args: AppArgs, seconds: float = 15.0) -> dict[str, float]:
     """One request at a time through the runner itself, on the load tool's own payloads (cycled
     in the same order) and doing the replica's work (SD3 encodes PNGs): the per-replica baseline."""
-    image = ImageRunner(with_resolved_paths(args.default_model("image").runner))
-    tts = TtsRunner(with_resolved_paths(args.default_model("tts").runner))
+    image = ImageRunner(with_resolved_paths(args.default_model("image")))
+    tts = TtsRunner(with_resolved_paths(args.default_model("tts")))
     payloads = Payloads()
     width, height = (int(v) for v in IMAGE_SIZE.split("x"))
 

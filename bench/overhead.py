@@ -80,9 +80,9 @@ class InProcessFlow:
     """What the gateway and the three deployments do for one request, without Ray or HTTP."""
 
     def __init__(self, args: AppArgs):
-        self.asr = AsrRunner(with_resolved_paths(args.default_model("asr").runner))
-        self.llm = LlmRunner(with_resolved_paths(args.default_model("llm").runner))
-        self.image = ImageRunner(with_resolved_paths(args.default_model("image").runner))
+        self.asr = AsrRunner(with_resolved_paths(args.default_model("asr")))
+        self.llm = LlmRunner(with_resolved_paths(args.default_model("llm")))
+        self.image = ImageRunner(with_resolved_paths(args.default_model("image")))
         self.rewrite = args.flows.args_of("speech-to-image")
 
     def __call__(self, audio_bytes: bytes) -> dict:
@@ -176,7 +176,7 @@ def main() -> None:
     with local_stack(models) as stack:
         base = stack.url
         flow = InProcessFlow(flow_args)
-        large = AsrRunner(with_resolved_paths(large_asr.runner))
+        large = AsrRunner(with_resolved_paths(large_asr))
         speech, long_speech = SPEECH.read_bytes(), ten_seconds_of_speech()
         client = httpx.Client(timeout=300)
         http_stages: list[dict] = []  # the flow's own per-stage timings, from each HTTP reply

@@ -12,7 +12,8 @@ import numpy as np
 from ray import serve
 
 from deployments import metrics
-from deployments.common import ModelReplica, in_thread, timed
+from deployments.calls import in_thread, timed
+from deployments.common import ModelReplica
 from mmserve.catalog import ModelArgs
 from mmserve.protocol.asr import Transcript, VadStep
 from mmserve.runners.speech_input import SAMPLE_RATE

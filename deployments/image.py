@@ -5,7 +5,8 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import metrics
-from deployments.common import BatchedReplica, cancelled_with_caller, in_thread, timed
+from deployments.calls import cancelled_with_caller, in_thread, timed
+from deployments.common import BatchedReplica
 from mmserve.catalog import ModelArgs
 from mmserve.media import encode_png
 from mmserve.protocol.image import ImageRequest

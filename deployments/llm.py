@@ -13,7 +13,8 @@ from typing import AsyncIterator
 from ray import serve
 
 from deployments import metrics
-from deployments.common import ModelReplica, drained, in_thread, streamed
+from deployments.calls import drained, in_thread, streamed
+from deployments.common import ModelReplica
 from mmserve.catalog import ModelArgs
 from mmserve.errors import InvalidInput
 from mmserve.protocol.llm import ChatMessage, ChatResult, GenerationParams

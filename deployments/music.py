@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ray import serve
 
-from deployments.common import ModelReplica, cancelled_with_caller, in_thread
+from deployments.calls import cancelled_with_caller, in_thread
+from deployments.common import ModelReplica
 from mmserve.catalog import ModelArgs
 from mmserve.media import encode_wav
 from mmserve.protocol.music import MusicRequest

@@ -8,7 +8,8 @@ import numpy as np
 from ray import serve
 
 from deployments import metrics
-from deployments.common import BatchedReplica, cancelled_with_caller, in_thread, streamed, timed
+from deployments.calls import cancelled_with_caller, in_thread, streamed, timed
+from deployments.common import BatchedReplica
 from mmserve.catalog import ModelArgs
 from mmserve.protocol.audio import Audio
 from mmserve.protocol.tts import SpeechRequest

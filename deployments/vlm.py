@@ -7,7 +7,8 @@ from typing import AsyncIterator
 from ray import serve
 
 from deployments import metrics
-from deployments.common import ModelReplica, drained, streamed
+from deployments.calls import drained, streamed
+from deployments.common import ModelReplica
 from mmserve.catalog import ModelArgs
 from mmserve.protocol.vlm import VlmRequest, VlmResult
 

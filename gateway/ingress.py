@@ -8,7 +8,6 @@ Every route but /healthz, /readyz and the /playground page needs an API key when
 import asyncio
 import json
 import logging
-import os
 import time
 
 from fastapi import FastAPI
@@ -18,8 +17,9 @@ from starlette.datastructures import Headers
 
 from deployments import metrics
 from gateway import admission, flow_routes, openai, playground, realtime
+from gateway.auth import Unauthorized, authorized, configured_keys
 from gateway.errors import error_response, install_error_handlers
-from gateway.services import ServedModel, Services, Unauthorized, authorized, install, services, waiting_for
+from gateway.services import ServedModel, Services, install, services, waiting_for
 from graphs.stages import Saturation, Stages
 from mmserve.config import Strict
 from mmserve.config.flows import FLOW_PREFIX, LEGACY_FLOW_PREFIX
@@ -42,11 +42,6 @@ app.include_router(playground.router)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # The playground page and its assets load without a key; the API calls the page makes carry one.
 OPEN_PATHS = {"/healthz", "/readyz", *playground.PAGE_PATHS}
-
-
-def configured_keys(args: GatewayArgs) -> list[str]:
-    from_env = [k.strip() for k in os.environ.get("MMSERVE_API_KEYS", "").split(",") if k.strip()]
-    return [*args.api_keys, *from_env]
 
 
 class GuardAndLog:

@@ -1,8 +1,8 @@
-"""What the gateway's routes share: limits, the served models by name, and the flows."""
+"""What the gateway's routes share: limits, the served models by name (the model directory), the flows
+and how stages are called."""
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,19 +17,6 @@ from mmserve.lazy import import_attr
 class ModelNotFound(MMServeError):
     status_code = 404
     code = "model_not_found"
-
-
-class Unauthorized(MMServeError):
-    status_code = 401
-    code = "invalid_api_key"
-
-
-def authorized(header: str | None, keys: list[str]) -> bool:
-    """`Authorization: Bearer <key>` with one of the configured keys (compared in constant time)."""
-    if not header or not header.startswith("Bearer "):
-        return False
-    given = header.removeprefix("Bearer ").strip().encode()
-    return any(hmac.compare_digest(given, key.encode()) for key in keys)
 
 
 @dataclass

@@ -134,7 +134,7 @@ def test_a_client_that_leaves_stops_transformers_generation(tiny_models, monkeyp
 
 
 def test_a_stream_that_fails_raises_in_the_consumer():
-    from deployments.common import iterate_in_thread
+    from deployments.calls import iterate_in_thread
 
     closed = []
 
@@ -164,7 +164,7 @@ def test_a_stream_runs_at_most_ahead_items_in_front_of_its_consumer(monkeypatch)
     import threading
     import time
 
-    from deployments.common import iterate_in_thread
+    from deployments.calls import iterate_in_thread
 
     parked = threading.Event()
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from ray import serve
 
-from gateway.ingress import authorized, configured_keys
+from gateway.auth import authorized, configured_keys
 from graphs.app import build_app
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import AppArgs, load_app_args

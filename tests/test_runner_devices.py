@@ -1,6 +1,6 @@
 """The memory cap and health check on a real GPU (run by bench/gpu/check.sh; skipped without one).
 
-In CI the same code runs against the torch.cuda stand-ins (tests/test_gpu_paths.py); this is the
+In CI the same code runs against the torch.cuda stand-ins (tests/test_standin_cuda_branches.py); this is the
 check that the stand-ins told the truth.
 """
 

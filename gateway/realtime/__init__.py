@@ -16,9 +16,10 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from deployments import metrics
+from gateway.auth import Unauthorized, authorized
 from gateway.realtime.events import error_event, parse_client_event, server_event
 from gateway.realtime.session import RealtimeSession, SessionLimits, log
-from gateway.services import Unauthorized, authorized, services
+from gateway.services import services
 from mmserve.config.gateway import RealtimeArgs
 from mmserve.errors import InvalidInput, MMServeError
 
