@@ -1,6 +1,7 @@
 """Time to first audio of a spoken reply: voice chat (HTTP SSE) and /v1/realtime, side by side in one run.
 
-    python -m bench voice [--levels 1,4,8] [--duration 60] [--silence-ms 300] [--out docs/bench/voice.json]
+    python -m bench voice [--levels 1,4,8] [--duration 60] [--silence-ms 300] [--turn-detectors silero,asr]
+                          [--transcription-levels 16] [--idle-sessions 0,16] [--out docs/bench/voice.json]
 
 Serves configs/local.yaml's voice-chat models (its default ASR, LLM and TTS, with their local
 settings) and gateway on this machine, then runs the load tool (`python -m bench loadtest`)
@@ -12,7 +13,13 @@ closed loop at each level of concurrent sessions, first on `voice-chat`, then on
 - realtime: each session streams the same recording (silence trimmed, 24 kHz PCM16) at real-time
   pace in `--chunk-ms` pieces, then silence, with server VAD `silence_duration_ms = --silence-ms`;
   time to first audio runs from the moment the last speech sample was sent to the first
-  `response.output_audio.delta`, so it includes the silence the server waits for.
+  `response.output_audio.delta`, so it includes the silence the server waits for. Run once per
+  `--turn-detectors` entry (`gateway.realtime.turn_detector`: Silero in the gateway, or the ASR
+  model's FSMN-VAD through Serve), the gateway redeployed in between, the models kept.
+- transcription: the same turn in a transcription session (`?intent=transcription`, Silero), at
+  `--transcription-levels`; the turn ends at its transcript.
+- idle: `--idle-sessions` sessions stream silence at real time for `--idle-seconds`, per turn
+  detector: the CPU listening costs (0 sessions: the stack's own background).
 
 Writes p50/p95 per level, the goal (p50 <= 600 ms with one session), the load average at start and
 end, the settings and the exact command. Per level, `cpu_cores` says where the two cores went: CPU
@@ -162,6 +169,38 @@ def vad_cpu_cost(vad_folder: Path, chunks_ms: tuple[int, ...] = (40, 120), secon
     return out
 
 
+def idle_sessions(url: str, sessions: int, seconds: float, chunk_ms: int) -> None:
+    """`sessions` realtime sessions (server VAD on) streaming silence at real-time pace for `seconds`."""
+    import threading
+
+    from websockets.sync.client import connect
+
+    from bench.loadtest.realtime import RATE, expect, session_update, stream_at_real_time, ws_url
+
+    failures: list[str] = []
+
+    def listen() -> None:
+        try:
+            with connect(ws_url(url, None), max_size=None, open_timeout=60) as ws:
+                expect(ws, "session.created", 60)
+                ws.send(json.dumps(session_update(500, None)))
+                expect(ws, "session.updated", 60)
+                stream_at_real_time(ws, bytes(int(seconds * RATE) * 2), chunk_ms, time.perf_counter())
+        except Exception as exc:  # reported, never hidden: an idle figure without its sessions means nothing
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    if sessions == 0:  # the stack's background over the same window
+        time.sleep(seconds)
+        return
+    threads = [threading.Thread(target=listen) for _ in range(sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} idle sessions failed: {failures[:3]}")
+
+
 def pick(p: dict | None, *keys: str) -> dict:
     return {k: (None if p is None else p.get(k)) for k in keys}
 
@@ -194,6 +233,25 @@ def realtime_level(level: dict) -> dict:
             "cpu_cores": level["cpu_cores"]}
 
 
+def transcription_level(level: dict) -> dict:
+    r = level["routes"]["realtime-transcription"]
+    after = r.get("after_speech_ms") or {}
+    return {"sessions": level["users"], "turns": r["requests"], "ok": r["ok"], "errors": r["errors"],
+            "error_examples": r["error_examples"],
+            "transcript_after_speech_ms": pick(after.get("transcript_after_speech_ms"), "p50", "p95", "min", "max"),
+            "speech_stopped_after_speech_ms": pick(after.get("speech_stopped_after_speech_ms"), "p50", "p95"),
+            "loadavg_before": level["loadavg_before"], "loadavg_after": level["loadavg_after"],
+            "cpu_cores": level["cpu_cores"]}
+
+
+def idle_level(url: str, sessions: int, opts: argparse.Namespace, deployments: tuple[str, ...]) -> dict:
+    load_before = rw.loadavg()
+    with CpuMeter(deployments) as cpu:
+        idle_sessions(url, sessions, opts.idle_seconds, opts.chunk_ms)
+    return {"sessions": sessions, "seconds": opts.idle_seconds, "cpu_cores": cpu.cores,
+            "loadavg_before": load_before, "loadavg_after": rw.loadavg()}
+
+
 def goal(levels: list[dict], key: str) -> dict:
     one = next((lvl for lvl in levels if lvl["sessions"] == 1), None)
     p50 = None if one is None else one[key]["p50"]
@@ -209,7 +267,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=10, help="seconds of load before each level is measured")
     parser.add_argument("--silence-ms", type=int, default=300, help="realtime: server_vad silence_duration_ms")
     parser.add_argument("--chunk-ms", type=int, default=40, help="realtime: audio per input_audio_buffer.append")
-    parser.add_argument("--scenarios", default="voice-chat,realtime")
+    parser.add_argument("--scenarios", default="voice-chat,realtime,transcription,idle")
+    parser.add_argument("--turn-detectors", default="silero,asr", help="realtime and idle: one run per detector")
+    parser.add_argument("--transcription-levels", default="16", help="concurrent transcription sessions")
+    parser.add_argument("--idle-sessions", default="0,16", help="idle: sessions streaming silence, per level")
+    parser.add_argument("--idle-seconds", type=float, default=30, help="idle: measured seconds per level")
     parser.add_argument("--models", type=Path, default=None, help="tiny model root (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--serve-only", action="store_true", help="start the stack, print its URL, wait")
@@ -233,10 +295,18 @@ def main() -> None:
     load_start = rw.loadavg()
     results: dict = {}
     tmp = Path(tempfile.mkdtemp(prefix="mmserve-voice-"))
+    detectors = opts.turn_detectors.split(",")
+
+    def deploy(detector: str) -> None:
+        """The app with the gateway finding turns with `detector` (only the gateway changes between them)."""
+        realtime = app_args.gateway.realtime.model_copy(update={"turn_detector": detector})
+        serve.run(build_app(app_args.model_copy(update={
+            "gateway": app_args.gateway.model_copy(update={"realtime": realtime})})), name="voice", route_prefix="/")
+        wait_ready(url)
+
     with local_stack(models) as stack:
         url = stack.url
-        serve.run(build_app(app_args), name="voice", route_prefix="/")
-        wait_ready(url)
+        deploy(detectors[0])
         print(f"serving on {url}", flush=True)
         if opts.serve_only:  # until SIGTERM (a background job ignores SIGINT), then the cleanup below
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -251,9 +321,21 @@ def main() -> None:
         if "voice-chat" in scenarios:
             levels = [voice_chat_level(level("voice-chat", n)) for n in sessions]
             results["voice-chat"] = {"levels": levels, "goal": goal(levels, "first_audio_ms")}
-        if "realtime" in scenarios:
-            levels = [realtime_level(level("realtime", n)) for n in sessions]
-            results["realtime"] = {"levels": levels, "goal": goal(levels, "first_audio_after_speech_ms")}
+        for detector in detectors:
+            if not {"realtime", "transcription", "idle"} & set(scenarios):
+                break
+            deploy(detector)
+            if "realtime" in scenarios:
+                levels = [realtime_level(level("realtime", n)) for n in sessions]
+                results[f"realtime/{detector}"] = {"levels": levels,
+                                                   "goal": goal(levels, "first_audio_after_speech_ms")}
+            if "transcription" in scenarios and detector == "silero":
+                results["transcription/silero"] = {"levels": [
+                    transcription_level(level("realtime-transcription", int(n)))
+                    for n in opts.transcription_levels.split(",")]}
+            if "idle" in scenarios:
+                results[f"idle/{detector}"] = {"levels": [
+                    idle_level(url, int(n), opts, deployments) for n in opts.idle_sessions.split(",")]}
     flow = app_args.served_flows()["voice-chat"]
     out = {
         "tool": "bench.voice",
@@ -266,6 +348,7 @@ def main() -> None:
                      "realtime_silence_duration_ms": opts.silence_ms, "realtime_chunk_ms": opts.chunk_ms,
                      "realtime_input_rate": 24000,
                      "realtime_vad": app_args.gateway.realtime.model_dump(include={"vad_chunk_ms", "vad_listen_chunk_ms"}),
+                     "turn_detectors": detectors, "idle_seconds": opts.idle_seconds,
                      "levels": opts.levels, "duration_s": opts.duration,
                      "warmup_s": opts.warmup, "mode": "closed loop: each session starts its next turn at once"},
         "scenarios": results,

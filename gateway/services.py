@@ -14,6 +14,15 @@ from mmserve.errors import MMServeError
 from mmserve.lazy import import_attr
 
 
+# OpenAI's own model ids, by task (openai 3.63's AudioModel, SpeechModel and realtime transcription models).
+# Clients with these hard-coded as defaults (the Agents SDK, Pipecat) get the task's default model.
+OPENAI_MODEL_IDS = {
+    "asr": {"whisper-1", "gpt-transcribe", "gpt-live-transcribe", "gpt-4o-transcribe", "gpt-4o-mini-transcribe",
+            "gpt-4o-mini-transcribe-2025-12-15", "gpt-4o-transcribe-diarize", "gpt-realtime-whisper"},
+    "tts": {"tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15"},
+}
+
+
 class ModelNotFound(MMServeError):
     status_code = 404
     code = "model_not_found"
@@ -63,8 +72,10 @@ class Services:
         return [m.name for m in [*self.models.values(), *self.adapters.values()] if m.task == task]
 
     def model(self, task: str, requested: str | None = None, *, field_name: str = "model") -> ServedModel:
-        """The `task` model named `requested`, or the task's default; anything else is a 404 that lists
-        the names served for the task."""
+        """The `task` model named `requested`, or the task's default (also for OpenAI's own id of the task's
+        models, unless a served model has that name); anything else is a 404 listing the task's names."""
+        if requested in OPENAI_MODEL_IDS.get(task, ()) and requested not in self.models:
+            requested = None
         if requested:
             served = self.models.get(requested) or self.adapters.get(requested)
             if served is not None and served.task == task:

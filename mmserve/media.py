@@ -15,6 +15,7 @@ import soxr
 from PIL import Image, UnidentifiedImageError
 
 from mmserve.errors import InvalidInput, PayloadTooLarge
+from mmserve.protocol.asr import MIN_AUDIO_S
 from mmserve.protocol.audio import Audio
 
 
@@ -23,9 +24,11 @@ def decode_audio(
     *,
     target_rate: int = 16000,
     max_seconds: float | None = None,
+    min_seconds: float = MIN_AUDIO_S,
     field: str = "file",
 ) -> Audio:
-    """Decode any container libsndfile reads (WAV, FLAC, OGG/Vorbis/Opus, MP3), downmix, resample."""
+    """Decode any container libsndfile reads (WAV, FLAC, OGG/Vorbis/Opus, MP3), downmix, resample.
+    Shorter than `min_seconds` is refused as OpenAI refuses it: a cut-off upload is an error, not ""."""
     if not data:
         raise InvalidInput("audio is empty", field=field)
     try:
@@ -35,6 +38,9 @@ def decode_audio(
     if samples.shape[0] == 0:
         raise InvalidInput("audio has no samples", field=field)
     duration = samples.shape[0] / float(rate)
+    if duration < min_seconds:
+        raise InvalidInput(f"audio is {duration:.3f} s long; the minimum audio length is {min_seconds:g} seconds",
+                           field=field)
     if max_seconds is not None and duration > max_seconds:
         raise PayloadTooLarge(f"audio is {duration:.1f} s long; the limit is {max_seconds:g} s", field=field)
     mono = samples.mean(axis=1)

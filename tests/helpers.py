@@ -58,6 +58,7 @@ async def read_then_leave(stream, items: int) -> list:
 # What every speech recognizer refuses, and the field it names (mmserve/runners/speech_input.py).
 BAD_SPEECH_INPUTS = [
     ({"samples": np.zeros(0, np.float32)}, "samples"),
+    ({"samples": np.zeros(1599, np.float32)}, "samples"),  # under 0.1 s
     ({"samples": np.zeros((2, 16000), np.float32)}, "samples"),
     ({"samples": np.full(16000, np.nan, np.float32)}, "samples"),
     ({"samples": np.zeros(16000, np.int16)}, "samples"),

@@ -88,8 +88,10 @@ def limits_url(voice_app):
 
 @pytest.fixture(scope="module")
 def coarse_listening_url(voice_app):
-    """A gateway whose VAD listens in 1 s chunks (and follows speech in 20 ms ones)."""
-    yield second_gateway(voice_app, VAD_APP, realtime=RealtimeArgs(vad_chunk_ms=20, vad_listen_chunk_ms=1000))
+    """A gateway whose turns are found by the ASR model's VAD, listening in 1 s chunks (and following speech
+    in 20 ms ones)."""
+    yield second_gateway(voice_app, VAD_APP, realtime=RealtimeArgs(turn_detector="asr", vad_chunk_ms=20,
+                                                                   vad_listen_chunk_ms=1000))
     serve.delete(VAD_APP)
 
 

@@ -124,10 +124,10 @@ def test_hotwords_do_not_leak_into_the_next_call(runner):
     assert runner.transcribe(a).text == plain.text
 
 
-def test_too_short_for_a_frame_is_empty(runner):
-    out = runner.transcribe(np.zeros(100, dtype=np.float32))
-    assert out.text == "" and out.timestamps is None
-    assert out.duration_s == pytest.approx(100 / 16000)
+def test_the_shortest_audio_accepted_is_transcribed(runner):
+    """0.1 s (MIN_AUDIO_S) is taken; 1599 samples are refused (BAD_SPEECH_INPUTS below)."""
+    out = runner.transcribe(np.zeros(1600, dtype=np.float32))
+    assert out.text == "" and out.duration_s == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize(

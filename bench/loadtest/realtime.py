@@ -1,4 +1,6 @@
 """The `realtime` route: one simulated user speaking one turn over `/v1/realtime` (WebSocket).
+`realtime-transcription` is the same in a transcription session (`?intent=transcription`): the turn
+ends at its transcript, and there is no reply.
 
 The user opens a session, asks for server VAD with the given `silence_duration_ms`, streams a
 recording as PCM16 at 24 kHz in small chunks at real-time pace, then keeps streaming silence at the
@@ -39,6 +41,9 @@ WATCHED = {
     "response.output_audio.delta": "first_audio_after_speech_ms",
     "response.done": "response_done_after_speech_ms",
 }
+TRANSCRIBED = "conversation.item.input_audio_transcription.completed"
+WATCHED_TRANSCRIPTION = {kind: WATCHED[kind] for kind in ("input_audio_buffer.speech_started",
+                                                          "input_audio_buffer.speech_stopped", TRANSCRIBED)}
 
 
 class TurnFailed(RuntimeError):
@@ -73,25 +78,28 @@ def speech_clip(name: str) -> Speech:
     return Speech(name, pcm, len(speech) / RATE)
 
 
-def ws_url(base_url: str, model: str | None) -> str:
+def ws_url(base_url: str, model: str | None, transcription: bool = False) -> str:
     parts = urlsplit(base_url)
     path = parts.path.rstrip("/") + "/v1/realtime"
-    return urlunsplit(("wss" if parts.scheme == "https" else "ws", parts.netloc, path,
-                       f"model={model}" if model else "", ""))
+    query = "&".join(q for q in (f"model={model}" if model else "", "intent=transcription" if transcription else "")
+                     if q)
+    return urlunsplit(("wss" if parts.scheme == "https" else "ws", parts.netloc, path, query, ""))
 
 
-def session_update(silence_ms: int, voice: str | None) -> dict:
+def session_update(silence_ms: int, voice: str | None, transcription: bool = False) -> dict:
     audio: dict = {"input": {"format": {"type": "audio/pcm", "rate": RATE},
                              "turn_detection": {"type": "server_vad", "silence_duration_ms": silence_ms}}}
-    if voice:
+    if voice and not transcription:
         audio["output"] = {"voice": voice}
-    return {"type": "session.update", "session": {"type": "realtime", "audio": audio}}
+    kind = "transcription" if transcription else "realtime"
+    return {"type": "session.update", "session": {"type": kind, "audio": audio}}
 
 
 @dataclass
 class Turn:
     """What the receiving side saw of one turn: arrival times (perf_counter) of the watched events."""
 
+    transcription: bool = False  # a transcription session: the transcript ends the turn
     seen: dict[str, float] = field(default_factory=dict)
     audio_bytes: int = 0
     audio_end_ms: float | None = None  # the server's idea of where speech ended, on the input's timeline
@@ -110,6 +118,9 @@ class Turn:
         elif kind == "response.done":
             self.status = event["response"]["status"]
             self.finished.set()
+        elif kind == TRANSCRIBED and self.transcription:
+            self.status = "completed"
+            self.finished.set()
         elif kind == "error":
             self.error = f"error event: {json.dumps(event.get('error'), ensure_ascii=False)}"[:300]
             self.finished.set()
@@ -124,7 +135,7 @@ def receive(ws, turn: Turn) -> None:
     except (ValueError, KeyError, TypeError) as exc:
         turn.error = f"bad event: {type(exc).__name__}: {exc}"[:300]
     if not turn.finished.is_set():
-        turn.error = turn.error or "the server closed the session before response.done"
+        turn.error = turn.error or "the server closed the session before the turn ended"
         turn.finished.set()
 
 
@@ -153,20 +164,21 @@ def stream_at_real_time(ws, pcm: bytes, chunk_ms: int, start: float, until=None)
 
 
 def one_turn(base_url: str, speech: Speech, *, silence_ms: int, chunk_ms: int, timeout_s: float,
-             api_key: str | None = None, model: str | None = None, voice: str | None = None) -> dict:
+             api_key: str | None = None, model: str | None = None, voice: str | None = None,
+             transcription: bool = False) -> dict:
     """Speak `speech` once; the figures of the turn (ms after the end of speech, see WATCHED), or
     TurnFailed naming what went wrong."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     try:
-        ws = connect(ws_url(base_url, model), additional_headers=headers, open_timeout=timeout_s,
+        ws = connect(ws_url(base_url, model, transcription), additional_headers=headers, open_timeout=timeout_s,
                      max_size=None, subprotocols=["realtime"])
     except InvalidStatus as exc:
         raise TurnFailed(f"handshake refused: HTTP {exc.response.status_code}", exc.response.status_code) from None
     with ws:
         expect(ws, "session.created", timeout_s)
-        ws.send(json.dumps(session_update(silence_ms, voice)))
+        ws.send(json.dumps(session_update(silence_ms, voice, transcription)))
         expect(ws, "session.updated", timeout_s)
-        turn = Turn()
+        turn = Turn(transcription)
         receiver = threading.Thread(target=receive, args=(ws, turn), daemon=True)
         receiver.start()
         start = time.perf_counter()
@@ -180,7 +192,7 @@ def one_turn(base_url: str, speech: Speech, *, silence_ms: int, chunk_ms: int, t
             receiver.join(timeout=timeout_s)
             raise TurnFailed(turn.error or "the server closed the session mid-turn") from None
         if not turn.finished.is_set():
-            raise TurnFailed(f"no response.done within {timeout_s:g} s of the end of speech")
+            raise TurnFailed(f"the turn did not end within {timeout_s:g} s of the end of speech")
     receiver.join(timeout=5)
     return turn_figures(turn, speech, speech_end, silence_ms)
 
@@ -190,14 +202,16 @@ def turn_figures(turn: Turn, speech: Speech, speech_end: float, silence_ms: int)
         raise TurnFailed(turn.error)
     if turn.status != "completed":
         raise TurnFailed(f"response.done with status {turn.status!r}")
-    missing = [kind for kind in WATCHED if kind not in turn.seen]
+    watched = WATCHED_TRANSCRIPTION if turn.transcription else WATCHED
+    missing = [kind for kind in watched if kind not in turn.seen]
     if missing:
         raise TurnFailed(f"no {', '.join(missing)} in the turn")
-    figures = {name: round((turn.seen[kind] - speech_end) * 1000, 2) for kind, name in WATCHED.items() if name}
-    figures.update(  # where the time after the end of speech goes, per turn
-        recognition_after_stop_ms=round(figures["transcript_after_speech_ms"] - figures["speech_stopped_after_speech_ms"], 2),
-        first_audio_after_response_ms=round(figures["first_audio_after_speech_ms"]
-                                            - figures["response_created_after_speech_ms"], 2))
+    figures = {name: round((turn.seen[kind] - speech_end) * 1000, 2) for kind, name in watched.items() if name}
+    stopped, transcribed = figures["speech_stopped_after_speech_ms"], figures["transcript_after_speech_ms"]
+    figures.update(recognition_after_stop_ms=round(transcribed - stopped, 2))  # where the time after speech goes
+    if not turn.transcription:
+        figures.update(first_audio_after_response_ms=round(figures["first_audio_after_speech_ms"]
+                                                           - figures["response_created_after_speech_ms"], 2))
     figures.update(input_audio_s=round(speech.seconds, 3), audio_s=turn.audio_bytes / 2 / RATE,
                    silence_duration_ms=float(silence_ms),
                    # where the server heard speech end, against where it did: VAD's own error

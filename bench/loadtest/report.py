@@ -19,7 +19,8 @@ FIRST_CHUNK = {"speech": "first_audio_ms", "voice-chat": "first_audio_ms",
 # Realtime turns: figures timed from the end of the user's speech, not from the session's start.
 AFTER_SPEECH = {"realtime": ("first_audio_after_speech_ms", "speech_stopped_after_speech_ms",
                              "transcript_after_speech_ms", "response_created_after_speech_ms",
-                             "response_done_after_speech_ms")}
+                             "response_done_after_speech_ms"),
+                "realtime-transcription": ("speech_stopped_after_speech_ms", "transcript_after_speech_ms")}
 RTF_OF = {"transcribe": "audio_s", "speech": "audio_s", "speech-whole": "audio_s", "music": "audio_s"}
 
 

@@ -12,6 +12,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterator
 
 import requests
@@ -352,13 +353,13 @@ def send_voice_chat(call: Call) -> Outcome:
     return Outcome(resp.status_code, first_s=first_audio, metrics=metrics)
 
 
-def send_realtime(call: Call) -> Outcome:
+def send_realtime(call: Call, transcription: bool = False) -> Outcome:
     """One spoken turn over /v1/realtime; figures in ms after the end of speech (realtime.py)."""
     o = call.options
     try:
         figures = one_turn(call.base_url, speech_clip(o.realtime_clip), silence_ms=o.realtime_silence_ms,
                            chunk_ms=o.realtime_chunk_ms, timeout_s=o.timeout_s, api_key=o.api_key,
-                           model=o.realtime_model, voice=o.voice)
+                           model=o.realtime_model, voice=o.voice, transcription=transcription)
     except TurnFailed as exc:
         return Outcome(exc.status, error=str(exc))
     except (TimeoutError, OSError, WebSocketException, ValueError) as exc:  # no session, or a cut one
@@ -382,6 +383,7 @@ ROUTES: dict[str, Route] = {r.name: r for r in [
     Route("voice-chat", "POST", "/v1/flows/voice-chat", send_voice_chat, streaming=True),
     # a WebSocket: /openapi.json does not list it, so `--routes auto` leaves it out; name it
     Route("realtime", "GET", "/v1/realtime", send_realtime, streaming=True),
+    Route("realtime-transcription", "GET", "/v1/realtime", partial(send_realtime, transcription=True), streaming=True),
 ]}
 
 

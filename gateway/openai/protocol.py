@@ -16,10 +16,17 @@ class Body(BaseModel):
 
 
 # ---------------------------------------------------------------- /v1/audio/speech
+class VoiceId(Body):
+    id: str
+
+
 class SpeechBody(Body):
     model: str | None = None
     input: str
-    voice: str | None = None
+    voice: str | VoiceId | None = Field(None, description="a configured voice, or one of OpenAI's names (alloy, "
+                                        "ash, ...), which each TTS family maps onto its own speakers")
+    instructions: str | None = Field(None, description="how to speak; ChatTTS honours [oral_N] [laugh_N] "
+                                     "[break_N] tokens in it and ignores other text")
     response_format: Literal["wav", "pcm", "mp3", "flac"] = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
     stream: bool = Field(True, description="wav and pcm leave chunk by chunk as they are synthesized")

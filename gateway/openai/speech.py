@@ -17,7 +17,7 @@ import soundfile as sf
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response, StreamingResponse
 
-from gateway.openai.protocol import SpeechBody
+from gateway.openai.protocol import SpeechBody, VoiceId
 from gateway.services import Services, services
 from gateway.streams import peek, sse
 from graphs.stages import stage_error
@@ -82,8 +82,9 @@ async def speech(body: SpeechBody, svc: Services = Depends(services)):
     tts = svc.model("tts", body.model)
     text = svc.limits.check_prompt(body.input, "input")
     fmt = sse_audio_format(body) if body.stream_format == "sse" else body.response_format
-    request = SpeechRequest(text=text, voice=body.voice, speed=chattts_speed(body.speed), seed=body.seed,
-                            speaker_seed=body.speaker_seed, speaker_embedding=body.speaker_embedding)
+    voice = body.voice.id if isinstance(body.voice, VoiceId) else body.voice
+    request = SpeechRequest(text=text, voice=voice, instructions=body.instructions, speed=chattts_speed(body.speed),
+                            seed=body.seed, speaker_seed=body.speaker_seed, speaker_embedding=body.speaker_embedding)
     if body.stream and fmt in ("wav", "pcm"):
         # validation errors surface here, as a 4xx
         first, chunks = await peek(svc.stages, "tts", tts.handle.options(stream=True).stream, request)

@@ -1,10 +1,11 @@
 """/v1/realtime: live voice over WebSocket, a compatible subset of OpenAI's Realtime API.
 
 `openai.AsyncOpenAI(base_url="http://host:8000/v1").realtime.connect(model=<chat model>)` talks to
-it. A turn is found by the ASR model's streaming FSMN-VAD, transcribed, and answered by the
-voice-chat flow's LLM and TTS, audio streamed back chunk by chunk; speech during a reply cancels it.
-Each connection keeps its own conversation. Limits per gateway replica: concurrent sessions,
-session length, buffered audio and an idle timeout.
+it. A conversation (`type: realtime`, the default): each turn the VAD finds is transcribed and
+answered by the voice-chat flow's LLM and TTS, audio streamed back chunk by chunk; speech during a
+reply cancels it. A transcription session (`?intent=transcription`, or `session.update` with
+`session.type: transcription`, as the OpenAI Agents SDK and Pipecat open it) only transcribes.
+Limits per gateway replica: concurrent sessions, session length, buffered audio and an idle timeout.
 """
 # No `from __future__ import annotations`: FastAPI must resolve route parameter types.
 
@@ -19,6 +20,7 @@ from deployments import metrics
 from gateway.auth import Unauthorized, authorized
 from gateway.realtime.events import error_event, parse_client_event, server_event
 from gateway.realtime.session import RealtimeSession, SessionLimits, log
+from gateway.realtime.vad import silero_model
 from gateway.services import services
 from mmserve.config.gateway import RealtimeArgs
 from mmserve.errors import InvalidInput, MMServeError
@@ -75,8 +77,19 @@ async def realtime(websocket: WebSocket, model: str | None = None, asr_model: st
         metrics.rejected_requests().inc(tags={"reason": "overloaded"})
         return await refuse(websocket, SessionRefused(
             f"this gateway replica already holds {args.max_sessions} realtime sessions; retry later"), 1013)
+    kind = "transcription" if websocket.query_params.get("intent") == "transcription" else "realtime"
     try:
         flow = svc.flow("voice-chat", llm=model, asr=asr_model, tts=tts_model)
+    except MMServeError as exc:
+        if kind == "realtime":
+            return await refuse(websocket, exc, 1008)
+        flow = None  # a transcription session needs only an ASR model
+
+    def pick_asr(name: str | None):
+        return svc.model("asr", name or asr_model, field_name="session.audio.input.transcription.model").handle
+
+    try:
+        pick_asr(None)
     except MMServeError as exc:
         return await refuse(websocket, exc, 1008)
     _open_sessions += 1
@@ -87,8 +100,10 @@ async def realtime(websocket: WebSocket, model: str | None = None, asr_model: st
         async with lock:
             await websocket.send_text(json.dumps(event, ensure_ascii=False))
 
-    session = RealtimeSession(flow, send, SessionLimits(args.max_buffered_audio_s, args.vad_chunk_ms,
-                                                        args.vad_listen_chunk_ms, args.max_history_messages), model)
+    limits = SessionLimits(args.max_buffered_audio_s, args.vad_chunk_ms, args.vad_listen_chunk_ms,
+                           args.max_history_messages)
+    session = RealtimeSession(send, limits, stages=svc.stages, flow=flow, pick_asr=pick_asr, model=model, kind=kind,
+                              vad=silero_model() if args.turn_detector == "silero" else None)
     opened = time.monotonic()
     try:
         await send(server_event("session.created", session=session.session_object()))

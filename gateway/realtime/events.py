@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mmserve.errors import InvalidInput, MMServeError
 
@@ -31,16 +31,48 @@ class AudioFormat(Lenient):
     rate: int = 24000
 
 
+SEMANTIC_SILENCE_MS = {"low": 800, "medium": 500, "auto": 500, "high": 300}  # semantic_vad's eagerness
+
+
 class TurnDetection(Lenient):
-    type: Literal["server_vad"] = "server_vad"
+    """OpenAI's `server_vad` fields; `semantic_vad` is served by the same detector, its eagerness picking
+    the silence that ends a turn (SEMANTIC_SILENCE_MS) unless `silence_duration_ms` is given."""
+
+    type: Literal["server_vad", "semantic_vad"] = "server_vad"
+    threshold: float = Field(0.5, ge=0.05, le=0.95, description="Silero speech probability that starts speech")
+    prefix_padding_ms: int = Field(300, ge=0, le=2000, description="audio kept before the detected start")
     silence_duration_ms: int = Field(500, ge=100, le=5000)
+    eagerness: Literal["low", "medium", "high", "auto"] | None = None
     create_response: bool = True
     interrupt_response: bool = True
+
+    @model_validator(mode="after")
+    def _semantic_silence(self):
+        if self.type == "semantic_vad" and "silence_duration_ms" not in self.model_fields_set:
+            self.silence_duration_ms = SEMANTIC_SILENCE_MS[self.eagerness or "auto"]
+        return self
+
+    def shown(self) -> dict:
+        """As the session object shows it."""
+        shown = self.model_dump(exclude={"eagerness"} if self.type == "server_vad" else set())
+        if self.type == "semantic_vad":
+            shown["eagerness"] = self.eagerness or "auto"
+        return shown
+
+
+class Transcription(Lenient):
+    """`audio.input.transcription`: the ASR model (a served name, or one of OpenAI's, which stands for the
+    default ASR model), and hints this server keeps but does not pass on (see the README)."""
+
+    model: str | None = None
+    language: str | None = None
+    prompt: str | None = None
 
 
 class AudioInput(Lenient):
     format: AudioFormat | None = None
     turn_detection: TurnDetection | None = Field(default_factory=TurnDetection)
+    transcription: Transcription | None = None
 
 
 class AudioOutput(Lenient):
@@ -54,7 +86,7 @@ class SessionAudio(Lenient):
 
 
 class SessionUpdate(Lenient):
-    type: Literal["realtime"] = "realtime"
+    type: Literal["realtime", "transcription"] | None = None  # None: the session's type stays
     instructions: str | None = None
     output_modalities: list[Literal["text", "audio"]] | None = Field(None, min_length=1, max_length=1)
     audio: SessionAudio | None = None

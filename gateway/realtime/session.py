@@ -1,10 +1,12 @@
-"""One realtime conversation: audio in, turns found by the ASR model's streaming VAD, replies spoken back.
+"""One realtime session: audio in, turns found by a VAD, transcribed, and (conversations) answered aloud.
 
-Three things run at once per connection, so none waits for another: the receive loop (client
-events), the VAD worker (sends appended audio to the ASR deployment's `detect_speech`, chunks that
-queued up while a call was out going together), and at most one response (the voice-chat reply:
-LLM -> clauses -> streamed TTS). Speech that starts while a response runs cancels it (barge-in).
-The VAD state travels with each call as opaque bytes, so any ASR replica can take the next chunk.
+Turns are found by Silero VAD in this process (`gateway/realtime/vad.py`, the default: no Serve call
+while listening) or by the ASR model's streaming FSMN-VAD (`turn_detector: asr`: a VAD worker sends
+appended audio to the ASR deployment's `detect_speech`, chunks that queued up while a call was out
+going together; the VAD state travels with each call as opaque bytes, so any ASR replica can take
+the next chunk). A conversation (`type: realtime`) runs at most one response at a time (the
+voice-chat reply: LLM -> clauses -> streamed TTS), and speech that starts during it cancels it
+(barge-in). A transcription session (`type: transcription`) only transcribes its turns.
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ from gateway.realtime.events import (
     ClientEvent,
     ResponseOptions,
     SessionUpdate,
+    Transcription,
     TurnDetection,
     error_event,
     new_id,
     server_event,
 )
+from gateway.realtime.vad import SileroModel, TurnDetector
+from graphs.stages import Stages
 from graphs.voice_chat import AudioChunk, ReplyDone, Skipped, TextDelta, VoiceChatFlow
 from mmserve.errors import InvalidInput, MMServeError, PayloadTooLarge
 from mmserve.protocol.llm import ChatMessage
@@ -46,6 +51,14 @@ MIN_COMMIT_MS = 100  # OpenAI refuses to commit less
 class Conflict(MMServeError):
     status_code = 409
     code = "conversation_already_has_active_response"
+
+
+class CommitEmpty(InvalidInput):
+    code = "input_audio_buffer_commit_empty"  # OpenAI's code: clients ignore it after a VAD commit
+
+
+class NoConversation(InvalidInput):
+    code = "session_type_mismatch"
 
 
 @dataclass
@@ -68,11 +81,20 @@ class Response:
 
 
 class RealtimeSession:
-    def __init__(self, flow: VoiceChatFlow, send: Callable[[dict], Awaitable[None]], limits: SessionLimits,
-                 model: str | None):
-        self.flow, self._send, self.limits, self.model = flow, send, limits, model
+    """`flow` answers turns (None: only transcription sessions are possible); `pick_asr` resolves a
+    transcription model name to its handle (None: the default); `vad` None: the ASR model's VAD."""
+
+    def __init__(self, send: Callable[[dict], Awaitable[None]], limits: SessionLimits, *, stages: Stages,
+                 flow: VoiceChatFlow | None, pick_asr: Callable[[str | None], object], model: str | None,
+                 kind: str = "realtime", vad: SileroModel | None = None):
+        self.flow, self._send, self.limits, self.model, self.stages = flow, send, limits, model, stages
+        self.kind = kind
+        self._pick_asr = pick_asr
+        self.asr = flow.asr if flow is not None and kind == "realtime" else pick_asr(None)
+        self.transcription = Transcription()
+        self._silero = vad
         self.id = new_id("sess")
-        self.instructions = flow.args.system_prompt
+        self.instructions = flow.args.system_prompt if flow is not None else ""
         self.voice: str | None = None
         self.modality = "audio"
         self.max_output_tokens: int | None = None
@@ -91,11 +113,14 @@ class RealtimeSession:
         self._vad_heard = 0  # the session sample up to which the VAD has judged the audio
         self._vad_queue: asyncio.Queue = asyncio.Queue()
         self._vad_pending: list[np.ndarray] = []
+        self._detector: TurnDetector | None = None
         self._turns = asyncio.Lock()  # turns are transcribed, and answered, in the order they were spoken
         self._tasks: set[asyncio.Task] = set()
         self.response: Response | None = None
         self.turns = self.responses = 0  # committed turns and responses started, for the session's log line
-        self._vad_worker = self._spawn(self._detect_turns())
+        self._restart_vad()
+        if vad is None:
+            self._vad_worker = self._spawn(self._detect_turns())
 
     # -- plumbing -------------------------------------------------------------------------------------
 
@@ -119,15 +144,19 @@ class RealtimeSession:
         return self.response is not None or self._turns.locked()
 
     def session_object(self) -> dict:
-        detection = None if self.turn_detection is None else {
-            "type": "server_vad", "silence_duration_ms": self.turn_detection.silence_duration_ms,
-            "create_response": self.turn_detection.create_response,
-            "interrupt_response": self.turn_detection.interrupt_response}
+        detection = None if self.turn_detection is None else self.turn_detection.shown()
+        input_format = {"type": "audio/pcm", "rate": self.input_rate}
+        if self.kind == "transcription":
+            return {"type": "transcription", "object": "realtime.transcription_session", "id": self.id,
+                    "audio": {"input": {"format": input_format, "turn_detection": detection,
+                                        "transcription": self.transcription.model_dump(),
+                                        "noise_reduction": None}}}
         return {"type": "realtime", "object": "realtime.session", "id": self.id, "model": self.model,
                 "instructions": self.instructions, "output_modalities": [self.modality],
                 "max_output_tokens": self.max_output_tokens or "inf",
                 "audio": {"input": {"format": {"type": "audio/pcm", "rate": self.input_rate},
                                     "turn_detection": detection},
+                          "transcription": self.transcription.model_dump(),
                           "output": {"format": {"type": "audio/pcm", "rate": OUTPUT_RATE}, "voice": self.voice}}}
 
     # -- client events --------------------------------------------------------------------------------
@@ -139,22 +168,36 @@ class RealtimeSession:
                     self._update(event.session)
                     await self.send(server_event("session.updated", session=self.session_object()))
                 case "input_audio_buffer.append":
-                    self._append(decode_pcm16(event.audio))
+                    await self._append(decode_pcm16(event.audio))
                 case "input_audio_buffer.commit":
                     await self._commit(manual=True)
                 case "input_audio_buffer.clear":
                     self._clear_buffer()
                     await self.send(server_event("input_audio_buffer.cleared"))
                 case "conversation.item.create":
+                    self._conversation_only("conversation.item.create")
                     await self._add_item(event)
                 case "response.create":
+                    self._conversation_only("response.create")
                     self.respond(event.response or ResponseOptions())
                 case "response.cancel":
                     await self.cancel_response("client_cancelled")
         except MMServeError as exc:
             await self.send(error_event(exc, event.event_id))
 
+    def _conversation_only(self, what: str) -> None:
+        if self.kind != "realtime":
+            raise NoConversation(f"{what} needs a conversation (session.type realtime); this is a transcription "
+                                 "session", field="type")
+
     def _update(self, update: SessionUpdate) -> None:
+        if update.type is not None and update.type != self.kind:
+            if update.type == "realtime" and self.flow is None:
+                raise NoConversation("this server has no voice-chat flow (an LLM and a TTS model) for realtime "
+                                     "conversations; use session.type transcription", field="session.type")
+            self.kind = update.type
+            if self.transcription.model is None:
+                self.asr = self.flow.asr if self.kind == "realtime" else self._pick_asr(None)
         audio = update.audio
         rate = audio.input.format.rate if audio and audio.input and audio.input.format else self.input_rate
         if rate not in INPUT_RATES:
@@ -172,18 +215,22 @@ class RealtimeSession:
         if audio and audio.output and audio.output.voice is not None:
             self.voice = audio.output.voice
         if audio and audio.input:
+            if audio.input.transcription is not None:
+                self.asr = self._pick_asr(audio.input.transcription.model)
+                self.transcription = audio.input.transcription
             if "turn_detection" in audio.input.model_fields_set:
-                if self.turn_detection is None and audio.input.turn_detection is not None:
-                    self._restart_vad()  # audio sent while it was off never reached the VAD
+                was = self.turn_detection
                 self.turn_detection = audio.input.turn_detection
                 if self.turn_detection is None:
                     self._speech = None
+                elif was is None or self._silero is not None:
+                    self._restart_vad()  # audio sent while it was off never reached the VAD; Silero takes new settings
             if rate != self.input_rate:
                 self.input_rate, self._to_asr_rate = rate, Resampler(rate, ASR_RATE)
 
     # -- audio in, turns ------------------------------------------------------------------------------
 
-    def _append(self, samples: np.ndarray) -> None:
+    async def _append(self, samples: np.ndarray) -> None:
         buffered_s = sum(len(b) for b in self._buffer) / ASR_RATE
         if buffered_s + len(samples) / self.input_rate > self.limits.max_buffered_audio_s:
             raise PayloadTooLarge(f"the input audio buffer holds at most {self.limits.max_buffered_audio_s:g} s; "
@@ -193,8 +240,16 @@ class RealtimeSession:
             return
         self._buffer.append(chunk)
         self._received += len(chunk)
-        if self.turn_detection is not None:
+        if self.turn_detection is None:
+            return
+        if self._detector is None:
             self._vad_queue.put_nowait(chunk)
+            return
+        for kind, sample in self._detector.feed(chunk):
+            at = self._vad_origin + sample
+            await (self._speech_started(at) if kind == "start" else self._speech_stopped(at))
+        if self._speech is None:
+            self._trim_buffer(self._received - int(IDLE_BUFFER_S * ASR_RATE))
 
     def _trim_buffer(self, keep_from: int) -> None:
         """Drop buffered audio before session sample `keep_from`."""
@@ -223,6 +278,10 @@ class RealtimeSession:
         self._vad_state, self._vad_origin, self._vad_heard, self._vad_pending = None, self._received, self._received, []
         while not self._vad_queue.empty():
             self._vad_queue.get_nowait()
+        if self._silero is not None and self.turn_detection is not None:
+            detection = self.turn_detection
+            self._detector = TurnDetector(self._silero, detection.threshold, detection.prefix_padding_ms,
+                                          detection.silence_duration_ms)
 
     def _sample_at(self, vad_ms: int) -> int:
         return self._vad_origin + vad_ms * ASR_RATE // 1000
@@ -243,8 +302,8 @@ class RealtimeSession:
             samples, self._vad_pending = np.concatenate(self._vad_pending), []
             origin = self._vad_origin
             try:
-                step = await self.flow.stages.run("asr", self.flow.asr.detect_speech, self._vad_state, samples,
-                                       self.turn_detection.silence_duration_ms)
+                step = await self.stages.run("asr", self.asr.detect_speech, self._vad_state, samples,
+                                             self.turn_detection.silence_duration_ms)
             except MMServeError as exc:
                 if exc.field == "turn_detection":  # this ASR model has no streaming VAD: say so once, stop
                     self.turn_detection = None
@@ -255,38 +314,38 @@ class RealtimeSession:
                 continue
             self._vad_state = step.state
             for kind, ms in step.events:
-                await (self._speech_started(ms) if kind == "start" else self._speech_stopped(ms))
+                at = self._sample_at(ms)
+                await (self._speech_started(at) if kind == "start" else self._speech_stopped(at))
             self._vad_heard += len(samples)
             if self._speech is None:  # only audio the VAD has judged silence goes: a client may send faster
                 self._trim_buffer(self._vad_heard - int(IDLE_BUFFER_S * ASR_RATE))  # than real time
 
-    async def _speech_started(self, ms: int) -> None:
+    async def _speech_started(self, sample: int) -> None:
         if self._speech is not None or self.turn_detection is None:
             return
         item_id = new_id("item")
-        self._speech = (item_id, self._sample_at(ms))
+        self._speech = (item_id, sample)
         self._trim_buffer(self._speech[1])
         await self.send(server_event("input_audio_buffer.speech_started", item_id=item_id,
                                      audio_start_ms=self._speech[1] * 1000 // ASR_RATE))
         if self.turn_detection.interrupt_response and self.response is not None:
             await self.cancel_response("turn_detected")
 
-    async def _speech_stopped(self, ms: int) -> None:
+    async def _speech_stopped(self, end: int) -> None:
         if self._speech is None:
             return
         item_id, start = self._speech
         self._speech = None
-        end = self._sample_at(ms)
         await self.send(server_event("input_audio_buffer.speech_stopped", audio_end_ms=end * 1000 // ASR_RATE,
                                      item_id=item_id))
         audio = self._take_buffer(start, end)
-        await self._commit_turn(item_id, audio, respond=self.turn_detection is not None
+        await self._commit_turn(item_id, audio, respond=self.kind == "realtime" and self.turn_detection is not None
                                 and self.turn_detection.create_response)
 
     async def _commit(self, manual: bool) -> None:
         audio = self._take_buffer()
         if len(audio) * 1000 < MIN_COMMIT_MS * ASR_RATE:
-            raise InvalidInput(f"the input audio buffer holds {len(audio) * 1000 // ASR_RATE} ms; at least "
+            raise CommitEmpty(f"the input audio buffer holds {len(audio) * 1000 // ASR_RATE} ms; at least "
                                f"{MIN_COMMIT_MS} ms is needed to commit", field="audio")
         item_id = self._speech[0] if self._speech else new_id("item")
         self._speech = None
@@ -304,7 +363,7 @@ class RealtimeSession:
     async def _transcribe(self, item_id: str, audio: np.ndarray, respond: bool, turn_ended: float) -> None:
         async with self._turns:
             try:
-                transcript = await self.flow.stages.run("asr", self.flow.asr.transcribe, audio, None)
+                transcript = await self.stages.run("asr", self.asr.transcribe, audio, None)
             except MMServeError as exc:
                 await self.send(server_event("conversation.item.input_audio_transcription.failed", item_id=item_id,
                                              content_index=0, error=exc.to_dict()["error"]))

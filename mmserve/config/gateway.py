@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, create_model
 
 from mmserve.config import DeploymentArgs, Strict
@@ -41,6 +43,9 @@ class RealtimeArgs(Strict):
     idle_timeout_s: float = Field(120, gt=0, description="closed after this long without a client event, "
                                   "unless a turn or response is under way")
     max_buffered_audio_s: float = Field(60, gt=0, description="input audio held before a commit")
+    turn_detector: Literal["silero", "asr"] = Field(
+        "silero", description="silero: Silero VAD's ONNX weights in the gateway replica, no Serve call per "
+        "chunk; asr: the ASR model's streaming FSMN-VAD, called through Serve (vad_chunk_ms, vad_listen_chunk_ms)")
     vad_chunk_ms: int = Field(40, ge=20, le=1000, description="audio per streaming-VAD call while speech is under "
                               "way: the end of a turn is heard this much sooner; more calls the ASR model less often")
     vad_listen_chunk_ms: int = Field(120, ge=20, le=1000, description="audio per streaming-VAD call while waiting "

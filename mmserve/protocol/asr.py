@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+MIN_AUDIO_S = 0.1  # shortest audio any ASR family or flow transcribes (OpenAI's minimum, and its message)
+
 
 @dataclass
 class TranscriptSegment:

@@ -7,6 +7,11 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+# The built-in voice names of OpenAI's speech API and Realtime API (openai 3.63's types); TTS families map
+# each onto one of their own speakers, so clients that only know these names work.
+OPENAI_VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage",
+                 "shimmer", "verse")
+
 
 class SpeechRequest(BaseModel):
     """One text (Chinese and/or English) to speak with at most one of voice/speaker_seed/speaker_embedding."""
@@ -18,6 +23,7 @@ class SpeechRequest(BaseModel):
     speed: int = 5  # ChatTTS [speed_N] prompt, 0..9
     seed: int | None = None  # sampling seed; None = nondeterministic
     skip_refine_text: bool = True  # refinement is a second GPT pass that adds [uv_break]/[laugh] tags
+    instructions: str | None = None  # how to speak (OpenAI's field); each family says what it honours
 
 
 class TtsRunner(Protocol):

@@ -44,6 +44,15 @@ _SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes a signed 64-bit value h
 # Labels for speaker seeds sampled from ChatTTS's speaker statistics. The seed -> timbre mapping
 # depends on the weights: audition seeds on the real model and override `voices` in config.
 DEFAULT_VOICES = {"female_1": 2, "female_2": 4, "male_1": 1, "male_2": 3}
+# OpenAI's voice names onto those labels, by the pitch OpenAI's own voices have (used while `voices`
+# holds these labels; otherwise every OpenAI name is the default voice unless `openai_voices` says).
+DEFAULT_OPENAI_VOICES = {
+    "alloy": "female_1", "ash": "male_1", "ballad": "male_2", "cedar": "male_2", "coral": "female_2",
+    "echo": "male_1", "fable": "male_2", "marin": "female_2", "nova": "female_1", "onyx": "male_2",
+    "sage": "female_2", "shimmer": "female_1", "verse": "male_1"}
+# ChatTTS's prosody tokens for its refine-text prompt, with the levels its tokenizer has.
+PROSODY_LEVELS = {"oral": 10, "laugh": 3, "break": 8}
+_PROSODY = re.compile(r"\[(oral|laugh|break)_(\d+)\]")
 
 _SENTENCE_SPLIT = re.compile(r"\n+|(?<=[。！？；])|(?<=[.!?;])\s+")
 _CLAUSE_SPLIT = re.compile(r"(?<=[，、：,:])")
@@ -77,6 +86,9 @@ class TtsArgs(BaseModel):
     default_voice: str | None = Field(
         "female_1", description="voice when a request names none; None = no speaker prompt"
     )
+    openai_voices: dict[str, str] | None = Field(
+        None, description="OpenAI voice name -> one of `voices`; None: DEFAULT_OPENAI_VOICES while `voices` has "
+        "its labels, else every OpenAI name speaks as default_voice")
     compile: bool = Field(False, description="torch.compile the GPT (CUDA only; ChatTTS ignores it on CPU)")
 
     @model_validator(mode="after")
@@ -86,10 +98,36 @@ class TtsArgs(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _openai_voices_known(self):
+        unknown = {k: v for k, v in (self.openai_voices or {}).items() if v not in self.voices}
+        if unknown:
+            raise ValueError(f"openai_voices maps onto voices that are not in voices {sorted(self.voices)}: {unknown}")
+        return self
+
+    def openai_voice_map(self) -> dict[str, str]:
+        if self.openai_voices is not None:
+            return self.openai_voices
+        if set(DEFAULT_OPENAI_VOICES.values()) <= set(self.voices):
+            return dict(DEFAULT_OPENAI_VOICES)
+        return {name: self.default_voice for name in DEFAULT_OPENAI_VOICES} if self.default_voice else {}
+
+    @model_validator(mode="after")
     def _default_voice_known(self):
         if self.default_voice is not None and self.default_voice not in self.voices:
             raise ValueError(f"default_voice {self.default_voice!r} is not one of voices {sorted(self.voices)}")
         return self
+
+
+def prosody_prompt(instructions: str | None) -> str:
+    """ChatTTS's refine-text prompt from OpenAI's `instructions`: the `[oral_N]`, `[laugh_N]` and `[break_N]`
+    tokens it holds, in order ("" when none: free-text instructions cannot steer ChatTTS and are ignored)."""
+    tokens = []
+    for kind, level in _PROSODY.findall(instructions or ""):
+        if int(level) >= PROSODY_LEVELS[kind]:
+            raise InvalidInput(f"[{kind}_{level}] is out of range; ChatTTS has [{kind}_0] to "
+                               f"[{kind}_{PROSODY_LEVELS[kind] - 1}]", field="instructions")
+        tokens.append(f"[{kind}_{level}]")
+    return "".join(tokens)
 
 
 def split_sentences(text: str, max_chars: int) -> list[str]:
@@ -184,6 +222,7 @@ class TtsRunner:
         # Seeds are sampled on CPU so a named voice is the same timbre on every device.
         self._speaker = Speaker(self.chat.config.gpt.hidden_size, self.chat.config.spk_stat)
         self._voices = {name: self._seed_speaker(seed) for name, seed in args.voices.items()}
+        self._openai_voices = args.openai_voice_map()
         # ChatTTS keeps per-call state on the Chat (interrupt flag, seeded sampling generator):
         # one infer step at a time. Generation state itself lives in each call's generator.
         self._lock = threading.Lock()
@@ -236,7 +275,9 @@ class TtsRunner:
             raise InvalidInput(
                 f"give at most one of voice, speaker_seed, speaker_embedding (got {chosen})", field="voice"
             )
-        return sentences, (self._speaker_for(request), request.speed, request.seed, request.skip_refine_text)
+        prosody = prosody_prompt(request.instructions)
+        skip_refine = request.skip_refine_text and not prosody  # the prompt steers the refine pass
+        return sentences, (self._speaker_for(request), request.speed, request.seed, skip_refine, prosody)
 
     def _speaker_for(self, request: SpeechRequest) -> str | None:
         if request.speaker_embedding is not None:
@@ -257,14 +298,16 @@ class TtsRunner:
         voice = request.voice if request.voice is not None else self.args.default_voice
         if voice is None:
             return None
+        voice = voice if voice in self._voices else self._openai_voices.get(voice, voice)
         if voice not in self._voices:
-            raise InvalidInput(f"unknown voice {voice!r}; known: {sorted(self._voices)}", field="voice")
+            known = sorted(self._voices) + sorted(set(self._openai_voices) - set(self._voices))
+            raise InvalidInput(f"unknown voice {voice!r}; known: {known}", field="voice")
         return self._voices[voice]
 
     def _infer(self, sentences: list[str], key: tuple, stream: bool, flag: _CallFlag):
         """ChatTTS's infer with `flag` as its interrupt flag (the caller holds the lock; a stream's
         GPT takes the flag at its first step, so set it again before each `next`)."""
-        spk_emb, speed, seed, skip_refine = key
+        spk_emb, speed, seed, skip_refine, prosody = key
         chat = self.chat
         chat.context = flag
         return chat.infer(
@@ -273,7 +316,7 @@ class TtsRunner:
             skip_refine_text=skip_refine,
             split_text=False,
             params_refine_text=chat.RefineTextParams(
-                max_new_token=min(384, self.args.max_new_token), manual_seed=seed, show_tqdm=False
+                prompt=prosody, max_new_token=min(384, self.args.max_new_token), manual_seed=seed, show_tqdm=False
             ),
             params_infer_code=chat.InferCodeParams(
                 prompt=f"[speed_{speed}]",

@@ -279,7 +279,7 @@ class StreamingVad:
 def _checked_chunk(samples) -> np.ndarray:
     if isinstance(samples, np.ndarray) and samples.size > MAX_CHUNK_S * SAMPLE_RATE:
         raise InvalidInput(f"audio chunk is longer than {MAX_CHUNK_S} s", field="audio")
-    return checked_audio(samples, SAMPLE_RATE, field="audio")
+    return checked_audio(samples, SAMPLE_RATE, field="audio", min_seconds=0)  # a live chunk may be short
 
 
 def _checked_silence(silence_ms) -> int:

@@ -11,19 +11,23 @@ import re
 import numpy as np
 
 from mmserve.errors import InvalidInput
+from mmserve.protocol.asr import MIN_AUDIO_S
 
 SAMPLE_RATE = 16000  # what the gateway decodes speech to, and what Paraformer and Whisper take
 MAX_HOTWORD_CHARS = 32
 
 
-def checked_audio(samples, sample_rate: int, *, field: str = "samples") -> np.ndarray:
-    """Contiguous float32 mono audio at SAMPLE_RATE; InvalidInput names `field`."""
+def checked_audio(samples, sample_rate: int, *, field: str = "samples", min_seconds: float = MIN_AUDIO_S) -> np.ndarray:
+    """Contiguous float32 mono audio at SAMPLE_RATE, at least `min_seconds` long; InvalidInput names `field`."""
     if sample_rate != SAMPLE_RATE:
         raise InvalidInput(f"sample_rate must be {SAMPLE_RATE}, got {sample_rate}", field="sample_rate")
     if not isinstance(samples, np.ndarray) or samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating):
         raise InvalidInput(f"{field} must be a 1-D float array of mono audio", field=field)
     if samples.size == 0:
         raise InvalidInput("audio is empty", field=field)
+    if samples.size < min_seconds * SAMPLE_RATE:
+        raise InvalidInput(f"audio is {samples.size / SAMPLE_RATE:.3f} s long; the minimum audio length is "
+                           f"{min_seconds:g} seconds", field=field)
     if not np.isfinite(samples).all():
         raise InvalidInput("audio contains NaN or infinite samples", field=field)
     return np.ascontiguousarray(samples, dtype=np.float32)
