@@ -296,10 +296,14 @@ def main() -> None:
     results: dict = {}
     tmp = Path(tempfile.mkdtemp(prefix="mmserve-voice-"))
     detectors = opts.turn_detectors.split(",")
+    levels_asked = [opts.levels, opts.transcription_levels, opts.idle_sessions]
+    most_sessions = max([app_args.gateway.realtime.max_sessions,
+                         *(int(n) for spec in levels_asked for n in spec.split(","))])  # none refused for its limit
 
     def deploy(detector: str) -> None:
         """The app with the gateway finding turns with `detector` (only the gateway changes between them)."""
-        realtime = app_args.gateway.realtime.model_copy(update={"turn_detector": detector})
+        realtime = app_args.gateway.realtime.model_copy(update={"turn_detector": detector,
+                                                                "max_sessions": most_sessions})
         serve.run(build_app(app_args.model_copy(update={
             "gateway": app_args.gateway.model_copy(update={"realtime": realtime})})), name="voice", route_prefix="/")
         wait_ready(url)
@@ -349,6 +353,7 @@ def main() -> None:
                      "realtime_input_rate": 24000,
                      "realtime_vad": app_args.gateway.realtime.model_dump(include={"vad_chunk_ms", "vad_listen_chunk_ms"}),
                      "turn_detectors": detectors, "idle_seconds": opts.idle_seconds,
+                     "realtime_max_sessions": most_sessions,
                      "levels": opts.levels, "duration_s": opts.duration,
                      "warmup_s": opts.warmup, "mode": "closed loop: each session starts its next turn at once"},
         "scenarios": results,
