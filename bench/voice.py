@@ -217,31 +217,33 @@ def voice_chat_level(level: dict) -> dict:
             "cpu_cores": level["cpu_cores"]}
 
 
+def turn_level(level: dict, route: str) -> tuple[dict, dict, dict]:
+    """What every realtime level reports (turns, errors, load, CPU), the route's figures, and its
+    after-speech ones."""
+    r = level["routes"][route]
+    common = {"sessions": level["users"], "turns": r["requests"], "ok": r["ok"], "errors": r["errors"],
+              "error_examples": r["error_examples"], "loadavg_before": level["loadavg_before"],
+              "loadavg_after": level["loadavg_after"], "cpu_cores": level["cpu_cores"]}
+    return common, r, r.get("after_speech_ms") or {}
+
+
 def realtime_level(level: dict) -> dict:
-    r = level["routes"]["realtime"]
-    after = r.get("after_speech_ms") or {}
-    return {"sessions": level["users"], "turns": r["requests"], "ok": r["ok"], "errors": r["errors"],
-            "error_examples": r["error_examples"],
+    common, r, after = turn_level(level, "realtime")
+    return {**common,
             "first_audio_after_speech_ms": pick(after.get("first_audio_after_speech_ms"), "p50", "p95", "min", "max"),
             "after_speech_p50_ms": {k.removesuffix("_after_speech_ms"): (after.get(k) or {}).get("p50")
                                     for k in after},
             "per_turn_p50_ms": {k: (r["reported"].get(k) or {}).get("p50") for k in
                                 ("speech_stopped_after_speech_ms", "recognition_after_stop_ms",
                                  "first_audio_after_response_ms")},
-            "vad_end_offset_p50_ms": (r["reported"].get("vad_end_offset_ms") or {}).get("p50"),
-            "loadavg_before": level["loadavg_before"], "loadavg_after": level["loadavg_after"],
-            "cpu_cores": level["cpu_cores"]}
+            "vad_end_offset_p50_ms": (r["reported"].get("vad_end_offset_ms") or {}).get("p50")}
 
 
 def transcription_level(level: dict) -> dict:
-    r = level["routes"]["realtime-transcription"]
-    after = r.get("after_speech_ms") or {}
-    return {"sessions": level["users"], "turns": r["requests"], "ok": r["ok"], "errors": r["errors"],
-            "error_examples": r["error_examples"],
+    common, _, after = turn_level(level, "realtime-transcription")
+    return {**common,
             "transcript_after_speech_ms": pick(after.get("transcript_after_speech_ms"), "p50", "p95", "min", "max"),
-            "speech_stopped_after_speech_ms": pick(after.get("speech_stopped_after_speech_ms"), "p50", "p95"),
-            "loadavg_before": level["loadavg_before"], "loadavg_after": level["loadavg_after"],
-            "cpu_cores": level["cpu_cores"]}
+            "speech_stopped_after_speech_ms": pick(after.get("speech_stopped_after_speech_ms"), "p50", "p95")}
 
 
 def idle_level(url: str, sessions: int, opts: argparse.Namespace, deployments: tuple[str, ...]) -> dict:
