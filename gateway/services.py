@@ -13,7 +13,6 @@ from mmserve.config.flows import FLOWS
 from mmserve.errors import MMServeError
 from mmserve.lazy import import_attr
 
-
 # OpenAI's own model ids, by task (openai 3.63's AudioModel, SpeechModel and realtime transcription models).
 # Clients with these hard-coded as defaults (the Agents SDK, Pipecat) get the task's default model.
 OPENAI_MODEL_IDS = {

@@ -15,7 +15,7 @@ import soxr
 from PIL import Image, UnidentifiedImageError
 
 from mmserve.errors import InvalidInput, PayloadTooLarge
-from mmserve.protocol.asr import MIN_AUDIO_S
+from mmserve.protocol.asr import MIN_AUDIO_S, check_long_enough
 from mmserve.protocol.audio import Audio
 
 
@@ -38,9 +38,7 @@ def decode_audio(
     if samples.shape[0] == 0:
         raise InvalidInput("audio has no samples", field=field)
     duration = samples.shape[0] / float(rate)
-    if duration < min_seconds:
-        raise InvalidInput(f"audio is {duration:.3f} s long; the minimum audio length is {min_seconds:g} seconds",
-                           field=field)
+    check_long_enough(duration, field, min_seconds)
     if max_seconds is not None and duration > max_seconds:
         raise PayloadTooLarge(f"audio is {duration:.1f} s long; the limit is {max_seconds:g} s", field=field)
     mono = samples.mean(axis=1)

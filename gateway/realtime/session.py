@@ -38,6 +38,7 @@ from gateway.realtime.vad import SileroModel, TurnDetector
 from graphs.stages import Stages
 from graphs.voice_chat import AudioChunk, ReplyDone, Skipped, TextDelta, VoiceChatFlow
 from mmserve.errors import InvalidInput, MMServeError, PayloadTooLarge
+from mmserve.protocol.asr import MIN_AUDIO_S
 from mmserve.protocol.llm import ChatMessage
 
 # A child of Serve's "ray.serve" logger, so the lines land in the gateway replica's log file.
@@ -45,7 +46,7 @@ log = logging.getLogger("ray.serve.mmserve.realtime")
 
 ASR_RATE = 16000
 IDLE_BUFFER_S = 1.0  # without speech, the buffer keeps this much (the start of a turn VAD finds late)
-MIN_COMMIT_MS = 100  # OpenAI refuses to commit less
+MIN_COMMIT_MS = round(MIN_AUDIO_S * 1000)  # OpenAI refuses to commit less
 
 
 class Conflict(MMServeError):
@@ -154,9 +155,8 @@ class RealtimeSession:
         return {"type": "realtime", "object": "realtime.session", "id": self.id, "model": self.model,
                 "instructions": self.instructions, "output_modalities": [self.modality],
                 "max_output_tokens": self.max_output_tokens or "inf",
-                "audio": {"input": {"format": {"type": "audio/pcm", "rate": self.input_rate},
-                                    "turn_detection": detection},
-                          "transcription": self.transcription.model_dump(),
+                "audio": {"input": {"format": input_format, "turn_detection": detection,
+                                    "transcription": self.transcription.model_dump()},
                           "output": {"format": {"type": "audio/pcm", "rate": OUTPUT_RATE}, "voice": self.voice}}}
 
     # -- client events --------------------------------------------------------------------------------
@@ -248,8 +248,9 @@ class RealtimeSession:
         for kind, sample in self._detector.feed(chunk):
             at = self._vad_origin + sample
             await (self._speech_started(at) if kind == "start" else self._speech_stopped(at))
-        if self._speech is None:
-            self._trim_buffer(self._received - int(IDLE_BUFFER_S * ASR_RATE))
+        if self._speech is None:  # keep what a start's prefix padding may reach back to
+            keep_s = max(IDLE_BUFFER_S, self.turn_detection.prefix_padding_ms / 1000)
+            self._trim_buffer(self._received - int(keep_s * ASR_RATE))
 
     def _trim_buffer(self, keep_from: int) -> None:
         """Drop buffered audio before session sample `keep_from`."""

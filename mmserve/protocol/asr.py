@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mmserve.errors import InvalidInput
+
 MIN_AUDIO_S = 0.1  # shortest audio any ASR family or flow transcribes (OpenAI's minimum, and its message)
+
+
+def check_long_enough(seconds: float, field: str, min_seconds: float = MIN_AUDIO_S) -> None:
+    """InvalidInput naming `field` for audio shorter than `min_seconds`, worded as OpenAI words it."""
+    if seconds < min_seconds:
+        raise InvalidInput(f"audio is {seconds:.3f} s long; the minimum audio length is {min_seconds:g} seconds",
+                           field=field)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import re
 import numpy as np
 
 from mmserve.errors import InvalidInput
-from mmserve.protocol.asr import MIN_AUDIO_S
+from mmserve.protocol.asr import MIN_AUDIO_S, check_long_enough
 
 SAMPLE_RATE = 16000  # what the gateway decodes speech to, and what Paraformer and Whisper take
 MAX_HOTWORD_CHARS = 32
@@ -25,9 +25,7 @@ def checked_audio(samples, sample_rate: int, *, field: str = "samples", min_seco
         raise InvalidInput(f"{field} must be a 1-D float array of mono audio", field=field)
     if samples.size == 0:
         raise InvalidInput("audio is empty", field=field)
-    if samples.size < min_seconds * SAMPLE_RATE:
-        raise InvalidInput(f"audio is {samples.size / SAMPLE_RATE:.3f} s long; the minimum audio length is "
-                           f"{min_seconds:g} seconds", field=field)
+    check_long_enough(samples.size / SAMPLE_RATE, field, min_seconds)
     if not np.isfinite(samples).all():
         raise InvalidInput("audio contains NaN or infinite samples", field=field)
     return np.ascontiguousarray(samples, dtype=np.float32)
