@@ -1,5 +1,5 @@
-"""Speech recognition deployment: FunASR Paraformer + VAD + punctuation (or faster-whisper), and the
-streaming VAD that finds turns in live audio.
+"""Speech recognition deployment: FunASR Paraformer + VAD + punctuation (or faster-whisper), the
+streaming VAD that finds turns in live audio, and streaming recognizers' partial transcripts.
 
 Not dynamically batched: FunASR decodes the inputs of one call one after another (its own batching
 is over the VAD segments of one input, by `batch_size_s`), so `@serve.batch` would only add its
@@ -15,7 +15,8 @@ from deployments import metrics
 from deployments.calls import in_thread, timed
 from deployments.common import ModelReplica
 from mmserve.catalog import ModelArgs
-from mmserve.protocol.asr import Transcript, VadStep
+from mmserve.errors import InvalidInput
+from mmserve.protocol.asr import StreamStep, Transcript, VadStep
 from mmserve.runners.speech_input import SAMPLE_RATE
 
 
@@ -23,6 +24,14 @@ from mmserve.runners.speech_input import SAMPLE_RATE
 class SpeechRecognition(ModelReplica):
     def __init__(self, model: ModelArgs):
         self.runner = self.load_runner(model)
+        self._stream_home = None
+        if model.family.streams:  # wired per instance, as ChatLLM's adapters: the bound comes from the config
+            async def stream_home(session: str) -> str:
+                """Tells Serve's router this replica holds `session`'s stream (the multiplexed "model" is
+                the session id; the stream itself lives in the runner, which drops the same ones)."""
+                return session
+
+            self._stream_home = serve.multiplexed(max_num_models_per_replica=model.runner.max_streams)(stream_home)
 
     async def transcribe(self, samples: np.ndarray, hotwords: list[str] | None = None) -> Transcript:
         """16 kHz mono float32 in (decoded at the gateway), transcript out; checked before any work."""
@@ -38,3 +47,17 @@ class SpeechRecognition(ModelReplica):
         """The next chunk of a live 16 kHz stream through the streaming VAD (turn detection, ~every
         100 ms per session); the state travels with the call, so any replica can take any chunk."""
         return await in_thread(self.runner.detect_speech, state, samples, silence_ms=silence_ms, final=final)
+
+    async def stream(self, turn: str, seq: int, samples: np.ndarray, final: bool = False) -> StreamStep:
+        """The next chunk of a live turn through a streaming recognizer (a partial transcript). The
+        session is the call's multiplexed model id (`handle.options(multiplexed_model_id=session)`):
+        Serve routes a session's chunks to the replica that already holds its stream."""
+        session = serve.get_multiplexed_model_id()
+        if not session:
+            raise InvalidInput("a stream call needs the session as its multiplexed model id", field="session")
+        if self._stream_home is None:
+            raise InvalidInput(f"{type(self.runner).__name__} does not stream; name a streaming ASR model "
+                               "(family funasr-paraformer-streaming)", field="partials_model")
+        await self._stream_home(session)
+        return await in_thread(self.runner.stream, session, turn, seq, samples, final=final)
+

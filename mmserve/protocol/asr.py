@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mmserve.errors import InvalidInput
+from mmserve.errors import InvalidInput, MMServeError
 
 MIN_AUDIO_S = 0.1  # shortest audio any ASR family or flow transcribes (OpenAI's minimum, and its message)
 
@@ -57,6 +57,27 @@ class VadStep:
 
     state: bytes
     events: list[tuple[str, int]]
+
+
+@dataclass
+class StreamStep:
+    """What one chunk of a live turn did on a streaming recognizer (two-pass's first pass).
+
+    `text` is the turn's partial transcript so far (not just this chunk's); `chunks` is how many calls
+    the turn's stream has taken, the `seq` of its next call.
+    """
+
+    text: str
+    chunks: int
+
+
+class StreamLost(MMServeError):
+    """The replica does not hold this turn's stream at the step asked for (another replica took the
+    turn's earlier chunks, or this one restarted or dropped it): send the turn's audio so far again
+    with seq 0, and the stream is rebuilt here."""
+
+    status_code = 409
+    code = "stream_lost"
 
 
 class AsrRunner(Protocol):

@@ -39,6 +39,9 @@ class Family:
     # the real architecture configs it ships for the planner: hub id (as a config names it) -> folder
     # under mmserve/model_configs (laid out like the hub repo, no weights)
     shipped: Mapping[str, str] = field(default_factory=dict)
+    # its runner takes a live turn chunk by chunk (`stream(session, turn, seq, samples, final)` ->
+    # mmserve.protocol.asr.StreamStep): it can give a realtime session's partial transcripts
+    streams: bool = False
 
     def __post_init__(self) -> None:
         task(self.task)  # an unknown task is an error at import, naming the tasks there are

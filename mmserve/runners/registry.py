@@ -17,6 +17,7 @@ from mmserve.runners.family import Family
 # "module:attribute" of each family's declaration, in the order configs and docs list them
 FAMILY_DECLARATIONS = (
     "mmserve.runners.paraformer:FAMILY",
+    "mmserve.runners.paraformer_streaming:FAMILY",
     "mmserve.runners.faster_whisper:FAMILY",
     "mmserve.runners.sensevoice:FAMILY",
     "mmserve.runners.sd3:FAMILY",
