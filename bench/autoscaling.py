@@ -57,7 +57,8 @@ def main() -> None:
                                       autoscaling=SCALING)
 
     with local_stack(models, dashboard=True) as stack:
-        serve.run(build_app(AppArgs(models=[image], gateway=local.gateway)), name="autoscale", route_prefix="/")
+        serve.run(build_app(AppArgs(models=[image], gateway=local.gateway.without_partials())), name="autoscale",
+                  route_prefix="/")
         subprocess.run([sys.executable, "-m", "bench.loadtest", "--url", stack.url,
                         "--routes", "images", "--sweep", opts.levels, "--duration", str(opts.duration),
                         "--warmup", "0", "--image-size", "256x256", "--steps", "20", "--replicas",

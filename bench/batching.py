@@ -49,7 +49,8 @@ IMAGE_SIZE, IMAGE_STEPS = "128x128", 8
 
 def app_args(batch_size: int) -> AppArgs:
     local = load_app_args(ROOT / "configs" / "local.yaml")
-    args = AppArgs(models=[local.default_model("image"), local.default_model("tts")], gateway=local.gateway)
+    args = AppArgs(models=[local.default_model("image"), local.default_model("tts")],
+                   gateway=local.gateway.without_partials())
     for part in args.models:
         part.deployment = DeploymentArgs(num_cpus=0, num_replicas=1, max_ongoing_requests=32, max_queued_requests=-1)
         part.batch = BatchArgs(max_batch_size=batch_size, batch_wait_timeout_s=0.02 if batch_size > 1 else 0)

@@ -163,7 +163,8 @@ def main() -> None:
 
     local = load_app_args(ROOT / "configs" / "local.yaml")
     batched_args = AppArgs(models=[local.default_model(task) for task in ("asr", "llm", "image")],
-                           flows=FlowsArgs(speech_to_image=local.flows.speech_to_image), gateway=local.gateway)
+                           flows=FlowsArgs(speech_to_image=local.flows.speech_to_image),
+                           gateway=local.gateway.without_partials())
     # Transport overhead alone: a lone request under @serve.batch waits batch_wait_timeout_s for
     # company, a latency/throughput policy measured separately (the "batch_wait" case).
     flow_args = batched_args.model_copy(deep=True)
@@ -171,7 +172,7 @@ def main() -> None:
     large_asr = flow_args.default_model("asr").model_copy(deep=True)
     large_asr.runner = large_asr.runner.model_copy(update={
         "model": "funasr_large/paraformer", "vad_model": "funasr_large/vad", "punc_model": "funasr_large/punc"})
-    large_args = AppArgs(models=[large_asr], gateway=local.gateway)
+    large_args = AppArgs(models=[large_asr], gateway=local.gateway.without_partials())
 
     with local_stack(models) as stack:
         base = stack.url

@@ -85,7 +85,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mmserve-overload-"))
     with local_stack(models) as stack:
         url = stack.url
-        serve.run(build_app(AppArgs(models=served, gateway=local.gateway)), name="overload", route_prefix="/")
+        serve.run(build_app(AppArgs(models=served, gateway=local.gateway.without_partials())), name="overload",
+                  route_prefix="/")
         for route in routes:
             unloaded = load_tool(url, route, tmp / "unloaded.json", "--users", "1", duration=opts.duration)
             slots = opts.max_ongoing + opts.max_queued

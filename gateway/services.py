@@ -37,6 +37,7 @@ class ServedModel:
     default: bool = False  # the task's model when a request names none
     adapters: tuple[str, ...] = ()  # LoRA adapters served on this model, requested by their own names
     base: str | None = None  # set on an adapter: the model (deployment) that serves it
+    stream_chunk_samples: int | None = None  # a streaming ASR model's stride (16 kHz samples); None: not one
 
     def adapter_routes(self) -> dict[str, "ServedModel"]:
         """One entry per adapter: this model's deployment, called with the adapter as Serve's multiplexed

@@ -28,11 +28,18 @@ def deploy(model: ModelArgs) -> Application:
 
 def build_app(args: AppArgs) -> Application:
     check_gpu_plan(args)
-    defaults = {args.default_model(m.task).name for m in args.models}
-    models = [{"name": m.name, "task": m.task, "family": m.family.name, "handle": deploy(m),
-               "always_on": m.deployment.always_on, "default": m.name in defaults, "adapters": tuple(m.adapters)}
-              for m in args.models]
+    models = model_specs(args, deploy)
     return Gateway.options(**args.gateway.deployment.serve_options()).bind(args.gateway, models, args.served_flows())
+
+
+def model_specs(args: AppArgs, handle_of) -> list[dict]:
+    """What the gateway knows of each model (`gateway.services.ServedModel`'s fields), as plain data;
+    `handle_of(model)` gives its deployment handle (or bound deployment)."""
+    defaults = {args.default_model(m.task).name for m in args.models}
+    return [{"name": m.name, "task": m.task, "family": m.family.name, "handle": handle_of(m),
+             "always_on": m.deployment.always_on, "default": m.name in defaults, "adapters": tuple(m.adapters),
+             "stream_chunk_samples": m.runner.chunk_samples if m.family.streams else None}
+            for m in args.models]
 
 
 def check_gpu_plan(args: AppArgs) -> None:

@@ -61,7 +61,8 @@ def tiny_models(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_cluster(tiny_models):
-    """A real local Ray cluster with logical GPUs, so fractional num_gpus schedules on CPU."""
+    """A real local Ray cluster with logical GPUs, so fractional num_gpus schedules on CPU. Its 24 logical
+    CPUs hold serve_config.yaml's minimum replicas (15 CPUs) beside the local stack's."""
     import ray
     from ray import serve
 
@@ -71,7 +72,7 @@ def ray_cluster(tiny_models):
     port = free_port()
     os.environ["MMSERVE_TEST_METRICS_PORT"] = str(metrics_port := free_port())
     ray.init(
-        num_cpus=16, num_gpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+        num_cpus=24, num_gpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
         _metrics_export_port=metrics_port,
         runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                                   "MMSERVE_MODEL_ROOT": str(tiny_models)}},

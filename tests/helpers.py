@@ -74,3 +74,4 @@ def wait_until(predicate, timeout: float, what, interval: float = 0.05):
     """Poll `predicate` until it returns something truthy and return that; fail (AssertionError) naming
     `what` (a string, or a callable giving one then) at the deadline: the harness's one wait helper."""
     return bench_wait_until(predicate, timeout, what, interval, error=AssertionError)
+

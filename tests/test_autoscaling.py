@@ -29,7 +29,8 @@ def test_replicas_follow_a_load_step(ray_cluster):
         num_cpus=0, max_ongoing_requests=2, max_queued_requests=-1,
         autoscaling=AutoscalingArgs(min_replicas=1, max_replicas=2, target_ongoing_requests=1,
                                     upscale_delay_s=1, downscale_delay_s=4, look_back_period_s=12))
-    serve.run(build_app(AppArgs(models=[image], gateway=local.gateway)), name=APP, route_prefix="/" + APP)
+    serve.run(build_app(AppArgs(models=[image], gateway=local.gateway.without_partials())), name=APP,
+              route_prefix="/" + APP)
     url = f"{ray_cluster}/{APP}/v1/images/generations"
     payload = {"prompt": "load step", "size": "256x256", "num_inference_steps": 20}
     statuses: list[int] = []

@@ -98,6 +98,7 @@ def test_production_shaped_app_schedules_on_logical_gpus(ray_cluster):
     args = load_app_args(PROD)
     tiny = {
         "paraformer": {"model": "funasr/paraformer", "vad_model": "funasr/vad", "punc_model": "funasr/punc", "ncpu": 1},
+        "paraformer-online": {"model": "funasr-online", "ncpu": 1},
         # bitsandbytes needs CUDA: the tiny SD3 runs unquantized on the logical GPUs.
         "sd3-medium": {"model": "sd3", "default_steps": 2, "quantization": "none"},
         "qwen2.5-7b-instruct": {"model": "qwen", "max_new_tokens": 16},

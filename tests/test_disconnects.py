@@ -46,7 +46,8 @@ def app_url(ray_cluster):
         entry = local.model(name)
         return entry.model_copy(update={"runner": entry.runner.model_copy(update=runner), "deployment": one_replica})
 
-    gateway = local.gateway.model_copy(update={"limits": local.gateway.limits.model_copy(update={"max_steps": 1000})})
+    gateway = local.gateway.without_partials().model_copy(
+        update={"limits": local.gateway.limits.model_copy(update={"max_steps": 1000})})
     args = AppArgs(
         models=[model(ASR), model(LLM, max_new_tokens=LONG_REPLY, min_new_tokens=LONG_REPLY, adapters={}),
                 model(TTS, max_new_token=2048, min_new_token=2048), model(IMAGE)],

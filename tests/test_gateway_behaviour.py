@@ -61,7 +61,7 @@ def tight_image_queue(ray_cluster):
     image = local.default_model("image")
     image.deployment = DeploymentArgs(num_cpus=0, max_ongoing_requests=1, max_queued_requests=1)
     image.batch.max_batch_size = 1
-    gateway = local.gateway.model_copy(update={"saturated_hold_s": 120.0})  # until a call finishes
+    gateway = local.gateway.without_partials().model_copy(update={"saturated_hold_s": 120.0})  # until a call finishes
     args = AppArgs(models=[image], gateway=gateway)
     serve.run(build_app(args), name="tight", route_prefix="/tight")
     yield ray_cluster + "/tight"

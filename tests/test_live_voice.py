@@ -60,7 +60,7 @@ def voice_app(ray_cluster):
     args = AppArgs(models=[model(ASR), model(LLM, max_new_tokens=LONG_REPLY, min_new_tokens=LONG_REPLY, adapters={}),
                            model(TTS, max_new_token=CLAUSE_CODES, min_new_token=CLAUSE_CODES)],
                    flows=FlowsArgs(voice_chat=VoiceChatArgs(max_new_tokens=LONG_REPLY, temperature=0.0)),
-                   gateway=local.gateway)
+                   gateway=local.gateway.without_partials())
     serve.run(build_app(args), name=APP, route_prefix="/" + APP)
     yield f"{ray_cluster}/{APP}", args
     serve.delete(APP)

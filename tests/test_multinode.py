@@ -38,7 +38,7 @@ def app_config(tiny_models) -> dict:
     local = load_app_args(LOCAL_CONFIG)
     asr = local.model(ASR).model_copy(update={"deployment": DeploymentArgs(
         num_cpus=0.2, num_replicas=2, resources={"mm_worker": 1}, max_queued_requests=32)})
-    gateway = local.gateway.model_copy(update={"deployment": local.gateway.deployment.model_copy(
+    gateway = local.gateway.without_partials().model_copy(update={"deployment": local.gateway.deployment.model_copy(
         update={"num_cpus": 0, "resources": {"head": 0.01}})})
     args = AppArgs(models=[asr], gateway=gateway).model_dump(mode="json", exclude_unset=True)
     return {"proxy_location": "HeadOnly", "http_options": {"request_timeout_s": 60}, "applications": [{

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from deployments import metrics
 from gateway.auth import Unauthorized, authorized
 from gateway.realtime.events import error_event, parse_client_event, server_event
-from gateway.realtime.session import RealtimeSession, SessionLimits, log
+from gateway.realtime.session import PartialsModel, RealtimeSession, SessionLimits, log
 from gateway.realtime.vad import silero_model
 from gateway.services import services
 from mmserve.config.gateway import RealtimeArgs
@@ -102,8 +102,12 @@ async def realtime(websocket: WebSocket, model: str | None = None, asr_model: st
 
     limits = SessionLimits(args.max_buffered_audio_s, args.vad_chunk_ms, args.vad_listen_chunk_ms,
                            args.max_history_messages)
+    partials = None
+    if args.partials_model is not None:
+        streaming = svc.model("asr", args.partials_model)
+        partials = PartialsModel(streaming.handle, streaming.stream_chunk_samples)
     session = RealtimeSession(send, limits, stages=svc.stages, flow=flow, pick_asr=pick_asr, model=model, kind=kind,
-                              vad=silero_model() if args.turn_detector == "silero" else None)
+                              vad=silero_model() if args.turn_detector == "silero" else None, partials=partials)
     opened = time.monotonic()
     try:
         await send(server_event("session.created", session=session.session_object()))

@@ -7,6 +7,10 @@ going together; the VAD state travels with each call as opaque bytes, so any ASR
 the next chunk). A conversation (`type: realtime`) runs at most one response at a time (the
 voice-chat reply: LLM -> clauses -> streamed TTS), and speech that starts during it cancels it
 (barge-in). A transcription session (`type: transcription`) only transcribes its turns.
+
+With a streaming ASR model configured (`partials_model`), the turn under way also streams to it and
+its partial text goes out as `...input_audio_transcription.delta` while the user speaks
+(`gateway/realtime/partials.py`); the turn's final text comes from the session's ASR model (two-pass).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from gateway.realtime.events import (
     new_id,
     server_event,
 )
+from gateway.realtime.partials import LivePartials
 from gateway.realtime.vad import SileroModel, TurnDetector
 from graphs.stages import Stages
 from graphs.voice_chat import AudioChunk, ReplyDone, Skipped, TextDelta, VoiceChatFlow
@@ -81,19 +86,28 @@ class Response:
     usage: ReplyDone | None = None
 
 
+@dataclass
+class PartialsModel:
+    handle: object  # the streaming ASR model's deployment handle
+    chunk_samples: int  # its stride at 16 kHz
+
+
 class RealtimeSession:
     """`flow` answers turns (None: only transcription sessions are possible); `pick_asr` resolves a
-    transcription model name to its handle (None: the default); `vad` None: the ASR model's VAD."""
+    transcription model name to its handle (None: the default); `vad` None: the ASR model's VAD;
+    `partials` None: no partial transcripts."""
 
     def __init__(self, send: Callable[[dict], Awaitable[None]], limits: SessionLimits, *, stages: Stages,
                  flow: VoiceChatFlow | None, pick_asr: Callable[[str | None], object], model: str | None,
-                 kind: str = "realtime", vad: SileroModel | None = None):
+                 kind: str = "realtime", vad: SileroModel | None = None, partials: PartialsModel | None = None):
         self.flow, self._send, self.limits, self.model, self.stages = flow, send, limits, model, stages
         self.kind = kind
         self._pick_asr = pick_asr
         self.asr = flow.asr if flow is not None and kind == "realtime" else pick_asr(None)
         self.transcription = Transcription()
         self._silero = vad
+        self._partials = partials
+        self._live: LivePartials | None = None  # the partials of the turn under way
         self.id = new_id("sess")
         self.instructions = flow.args.system_prompt if flow is not None else ""
         self.voice: str | None = None
@@ -135,6 +149,7 @@ class RealtimeSession:
         return task
 
     async def close(self) -> None:
+        self._drop_live()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -244,10 +259,12 @@ class RealtimeSession:
             return
         if self._detector is None:
             self._vad_queue.put_nowait(chunk)
+            self._feed_live(self._received)  # FSMN says nothing of pauses: partials may run into the silence
             return
         for kind, sample in self._detector.feed(chunk):
             at = self._vad_origin + sample
             await (self._speech_started(at) if kind == "start" else self._speech_stopped(at))
+        self._feed_live(self._vad_origin + self._detector.settled)
         if self._speech is None:  # keep what a start's prefix padding may reach back to
             keep_s = max(IDLE_BUFFER_S, self.turn_detection.prefix_padding_ms / 1000)
             self._trim_buffer(self._received - int(keep_s * ASR_RATE))
@@ -260,6 +277,19 @@ class RealtimeSession:
         cut = min(keep_from - self._buffer_start, len(joined))
         self._buffer = [joined[cut:]] if cut < len(joined) else []
         self._buffer_start += cut
+
+    def _peek_buffer(self, start: int, end: int) -> np.ndarray:
+        """The buffered audio from session sample `start` to `end`, left in the buffer; read from the
+        newest chunk back, so a long turn's whole buffer is not joined at every append."""
+        pieces, top = [], self._received  # the buffer always ends at the last sample received
+        for chunk in reversed(self._buffer):
+            low = top - len(chunk)
+            if low < end and top > start:
+                pieces.append(chunk[max(start - low, 0): min(end - low, len(chunk))])
+            if low <= start:
+                break
+            top = low
+        return np.concatenate(pieces[::-1]) if pieces else np.empty(0, np.float32)
 
     def _take_buffer(self, start: int | None = None, end: int | None = None) -> np.ndarray:
         """The buffered audio from session sample `start` to `end` (default: all of it); the buffer then
@@ -274,6 +304,12 @@ class RealtimeSession:
     def _clear_buffer(self) -> None:
         self._buffer, self._buffer_start = [], self._received
         self._speech = None
+        self._drop_live()
+
+    def _drop_live(self) -> None:
+        if self._live is not None:
+            self._live.cancel()
+            self._live = None
 
     def _restart_vad(self) -> None:
         self._vad_state, self._vad_origin, self._vad_heard, self._vad_pending = None, self._received, self._received, []
@@ -327,6 +363,7 @@ class RealtimeSession:
         item_id = new_id("item")
         self._speech = (item_id, sample)
         self._trim_buffer(self._speech[1])
+        self._start_live(item_id, sample)
         await self.send(server_event("input_audio_buffer.speech_started", item_id=item_id,
                                      audio_start_ms=self._speech[1] * 1000 // ASR_RATE))
         if self.turn_detection.interrupt_response and self.response is not None:
@@ -340,8 +377,33 @@ class RealtimeSession:
         await self.send(server_event("input_audio_buffer.speech_stopped", audio_end_ms=end * 1000 // ASR_RATE,
                                      item_id=item_id))
         audio = self._take_buffer(start, end)
+        live, self._live = self._live, None
+        if live is not None:
+            live.finish(audio)
         await self._commit_turn(item_id, audio, respond=self.kind == "realtime" and self.turn_detection is not None
-                                and self.turn_detection.create_response)
+                                and self.turn_detection.create_response, live=live)
+
+    def _start_live(self, item_id: str, start: int) -> None:
+        """Partials for the turn starting at session sample `start`, fed what is buffered from there."""
+        self._drop_live()
+        if self._partials is None:
+            return
+        start_ms = start * 1000 // ASR_RATE
+
+        async def emit(delta: str, end_ms: int) -> None:
+            await self.send(server_event("conversation.item.input_audio_transcription.delta", item_id=item_id,
+                                         content_index=0, delta=delta, audio_end_ms=start_ms + end_ms))
+
+        self._live = LivePartials(self._partials.handle, self.stages, session=self.id, turn=item_id,
+                                  chunk_samples=self._partials.chunk_samples, emit=emit)
+
+    def _feed_live(self, upto: int) -> None:
+        """Feed the turn's partials its buffered audio up to session sample `upto`."""
+        if self._live is None or self._speech is None:
+            return
+        fed_to = self._speech[1] + self._live.fed
+        if upto > fed_to:
+            self._live.feed(self._peek_buffer(fed_to, upto))
 
     async def _commit(self, manual: bool) -> None:
         audio = self._take_buffer()
@@ -350,21 +412,26 @@ class RealtimeSession:
                                f"{MIN_COMMIT_MS} ms is needed to commit", field="audio")
         item_id = self._speech[0] if self._speech else new_id("item")
         self._speech = None
+        self._drop_live()  # a manual commit takes the whole buffer, not the turn the partials followed
         await self._commit_turn(item_id, audio, respond=False)
 
-    async def _commit_turn(self, item_id: str, audio: np.ndarray, respond: bool) -> None:
+    async def _commit_turn(self, item_id: str, audio: np.ndarray, respond: bool,
+                           live: LivePartials | None = None) -> None:
         self.turns += 1
         previous, self.last_item_id = self.last_item_id, item_id
         await self.send(server_event("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id))
         await self.send(server_event("conversation.item.added", previous_item_id=previous,
                                      item=user_item(item_id, None, "in_progress")))
         turn_ended = time.perf_counter()
-        self._spawn(self._transcribe(item_id, audio, respond, turn_ended))
+        self._spawn(self._transcribe(item_id, audio, respond, turn_ended, live))
 
-    async def _transcribe(self, item_id: str, audio: np.ndarray, respond: bool, turn_ended: float) -> None:
+    async def _transcribe(self, item_id: str, audio: np.ndarray, respond: bool, turn_ended: float,
+                          live: LivePartials | None) -> None:
         async with self._turns:
             try:
                 transcript = await self.stages.run("asr", self.asr.transcribe, audio, None)
+                if live is not None:  # the streaming pass's last delta goes before the final text
+                    await live.done()
             except MMServeError as exc:
                 await self.send(server_event("conversation.item.input_audio_transcription.failed", item_id=item_id,
                                              content_index=0, error=exc.to_dict()["error"]))

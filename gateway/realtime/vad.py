@@ -91,6 +91,14 @@ class TurnDetector:
                 events.append(event)
         return events
 
+    @property
+    def settled(self) -> int:
+        """Samples surely inside the turn, while speaking: up to a pause that may yet end it (a stop
+        there ends the turn SPEECH_PAD_MS after the pause began)."""
+        if self._silence_from is None:
+            return self.heard
+        return min(self.heard, self._silence_from + SPEECH_PAD_MS * RATE // 1000)
+
     def _judge(self, prob: float, start: int) -> tuple[str, int] | None:
         if prob >= self.threshold:
             self._silence_from = None

@@ -47,6 +47,12 @@ class AppArgs(Strict):
                 raise ValueError(f"models: {task} has two defaults ({', '.join(marked)}); mark one `default: true`")
         for name, flow in self.flows.named().items():
             self._check_flow(name, flow)
+        if (partials := self.gateway.realtime.partials_model) is not None:
+            model = self.model(partials)
+            if model is None or not model.family.streams:
+                streaming = [m.name for m in self.models if m.family.streams] or ["none"]
+                raise ValueError(f"gateway.realtime.partials_model: {partials!r} is not a streaming ASR model in "
+                                 f"models: (streaming ones: {', '.join(streaming)})")
         return self
 
     def _check_flow(self, name: str, flow: Strict) -> None:

@@ -52,6 +52,10 @@ class RealtimeArgs(Strict):
                                      "for speech (most of a session): larger costs the ASR model less, and "
                                      "hears the start of speech (and barge-in) up to this much later")
     max_history_messages: int = Field(20, ge=2, description="conversation turns sent to the LLM")
+    partials_model: str | None = Field(
+        None, description="a streaming ASR model (family funasr-paraformer-streaming) that gives partial "
+        "transcripts (...input_audio_transcription.delta) while the user speaks; the turn's final text still "
+        "comes from the session's ASR model (two-pass). None: no partials")
 
 
 class GatewayArgs(Strict):
@@ -65,3 +69,8 @@ class GatewayArgs(Strict):
     realtime: RealtimeArgs = Field(default_factory=RealtimeArgs)
     deployment: DeploymentArgs = Field(
         default_factory=lambda: DeploymentArgs(num_cpus=0.5, max_ongoing_requests=64, max_queued_requests=256))
+
+    def without_partials(self) -> "GatewayArgs":
+        """These settings for an app without the streaming ASR model they name (partial transcripts off),
+        e.g. a benchmark or test app cut from a bigger config."""
+        return self.model_copy(update={"realtime": self.realtime.model_copy(update={"partials_model": None})})
