@@ -21,6 +21,7 @@ from PIL import Image
 from ray import serve
 
 from gateway.ingress import Gateway
+from graphs.app import model_specs
 from mmserve.config import DeploymentArgs
 from mmserve.config.app import load_app_args
 from tests.conftest import LOCAL_CONFIG
@@ -216,6 +217,24 @@ def test_talk_realtime_hears_and_answers_aloud(playground):
     pg.page.click("#talk-stop")
 
 
+def test_live_captions_show_partials_then_the_final_text(playground):
+    """The captions tab: the streaming model's partial text while the fake mic speaks, then the line
+    turns into the speech model's final text."""
+    pg = playground
+    pg.tab("captions")
+    pg.page.click("#captions-start")
+    pg.wait("captions", "document.querySelector('#captions-log .error') || "
+            "document.querySelector('#captions-log .partial')?.textContent.trim()")
+    assert not pg.page.query_selector("#captions-log .error"), pg.page.inner_text("#captions-log")
+    partial = pg.page.inner_text("#captions-log .partial").strip()
+    pg.wait("captions", "document.querySelector('#captions-log .error') || document.querySelector('#captions-log .user')")
+    assert not pg.page.query_selector("#captions-log .error"), pg.page.inner_text("#captions-log")
+    final = pg.page.inner_text("#captions-log .user").strip()
+    assert final and final != partial  # the second pass: another model's text (tiny: both are noise)
+    pg.screenshot("2b-live-captions")
+    pg.page.click("#captions-stop")
+
+
 # ------------------------------------------------------------------ with API keys on
 @pytest.fixture(scope="module")
 def keyed_gateway(request):
@@ -224,10 +243,7 @@ def keyed_gateway(request):
         pytest.skip("needs the test's own local stack")
     stack = request.getfixturevalue("local_stack")
     args = load_app_args(LOCAL_CONFIG)
-    defaults = {args.default_model(m.task).name for m in args.models}
-    models = [{"name": m.name, "task": m.task, "family": m.family.name, "always_on": m.deployment.always_on,
-               "default": m.name in defaults, "adapters": tuple(m.adapters),
-               "handle": serve.get_deployment_handle(m.name, "mmserve")} for m in args.models]
+    models = model_specs(args, lambda m: serve.get_deployment_handle(m.name, "mmserve"))
     gateway = args.gateway.model_copy(update={"api_keys": [KEY], "deployment": DeploymentArgs(num_cpus=0)})
     serve.run(Gateway.options(name="gateway").bind(gateway, models, args.served_flows()), name="playground-keys",
               route_prefix="/keyed")

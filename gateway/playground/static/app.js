@@ -162,9 +162,9 @@ function logLine(role, text) {
   return line;
 }
 
-function realtimeUrl() {
-  const params = new URLSearchParams();
-  for (const [id, name] of [["talk-llm", "model"], ["talk-asr", "asr_model"], ["talk-tts", "tts_model"]]) {
+function realtimeUrl(picks, extra = {}) {  // picks: [select id, query parameter]
+  const params = new URLSearchParams(extra);
+  for (const [id, name] of picks) {
     if ($(id).value) params.set(name, $(id).value);
   }
   const url = new URL(`${apiBase}/v1/realtime?${params}`, location.href);
@@ -172,9 +172,24 @@ function realtimeUrl() {
   return url;
 }
 
+// Browsers cannot set headers on a WebSocket: the key travels as a subprotocol, as with OpenAI.
+const realtimeProtocols = () => ["realtime", ...(apiKey() ? [`openai-insecure-api-key.${apiKey()}`] : [])];
+
+// The microphone into an open session, as 24 kHz PCM16 appends; resolves to the mic (stop() ends it).
+async function streamMic(ctx, ws) {
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = () => reject(new Error("could not connect to /v1/realtime"));
+  });
+  return openMic(ctx, (samples) => {
+    if (ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify({ type: "input_audio_buffer.append", audio: bytesToBase64(floatToPcm16(samples)) }));
+    }
+  });
+}
+
 function startTalk() {
-  // Browsers cannot set headers on a WebSocket: the key travels as a subprotocol, as with OpenAI.
-  const protocols = ["realtime", ...(apiKey() ? [`openai-insecure-api-key.${apiKey()}`] : [])];
+  const protocols = realtimeProtocols();
   const ctx = new AudioContext({ sampleRate: 24000 });  // the mic is resampled to the session's 24 kHz
   const speaker = ctx.createMediaStreamDestination();
   $("talk-audio").srcObject = speaker.stream;
@@ -187,7 +202,8 @@ function startTalk() {
   $("talk-start").disabled = true;
   $("talk-log").replaceChildren();  // a new conversation
   setStatus("talk", "connecting...");
-  const ws = new WebSocket(realtimeUrl(), protocols);
+  const ws = new WebSocket(realtimeUrl([["talk-llm", "model"], ["talk-asr", "asr_model"], ["talk-tts", "tts_model"]]),
+                          protocols);
   const session = talk = { ctx, ws, player, mic: null, reply: null };
   ws.onmessage = (event) => onRealtimeEvent(session, JSON.parse(event.data));
   ws.onclose = (event) => {
@@ -199,16 +215,7 @@ function startTalk() {
 }
 
 async function connect(session) {
-  const { ctx, ws } = session;
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = () => reject(new Error("could not connect to /v1/realtime"));
-  });
-  const mic = await openMic(ctx, (samples) => {
-    if (ws.readyState === WebSocket.OPEN) {
-      ws.send(JSON.stringify({ type: "input_audio_buffer.append", audio: bytesToBase64(floatToPcm16(samples)) }));
-    }
-  });
+  const mic = await streamMic(session.ctx, session.ws);
   if (talk !== session) return mic.stop();  // closed by the server meanwhile (e.g. a wrong key)
   session.mic = mic;
   await $("talk-audio").play();
@@ -278,6 +285,81 @@ $("talk-start").addEventListener("click", async () => {
   }
 });
 $("talk-stop").addEventListener("click", () => { stopTalk(); setStatus("talk", "hung up"); });
+
+// ------------------------------------------------------------------ live captions
+let captions = null;
+
+function captionLine(session, itemId) {  // one line per turn, found by its item id
+  let line = session.lines.get(itemId);
+  if (!line) {
+    line = document.createElement("p");
+    line.className = "partial";
+    $("captions-log").append(line);
+    session.lines.set(itemId, line);
+  }
+  line.scrollIntoView({ block: "nearest" });
+  return line;
+}
+
+function onCaptionEvent(session, event) {
+  switch (event.type) {
+    case "conversation.item.input_audio_transcription.delta":
+      captionLine(session, event.item_id).textContent += event.delta;
+      break;
+    case "conversation.item.input_audio_transcription.completed": {
+      const line = captionLine(session, event.item_id);
+      line.className = "user";
+      line.textContent = event.transcript;
+      break;
+    }
+    case "error": {
+      const line = document.createElement("p");
+      line.className = "error";
+      line.textContent = `${event.error?.code ?? "error"}: ${event.error?.message}`;
+      $("captions-log").append(line);
+      break;
+    }
+  }
+}
+
+function stopCaptions(session = captions) {
+  if (session && captions === session) {
+    captions = null;
+    session.mic?.stop();
+    if (session.ws.readyState <= WebSocket.OPEN) session.ws.close(1000);
+    session.ctx.close();
+  }
+  $("captions-start").disabled = false;
+  $("captions-stop").disabled = true;
+}
+
+$("captions-start").addEventListener("click", async () => {
+  const ctx = new AudioContext({ sampleRate: 24000 });
+  const ws = new WebSocket(realtimeUrl([["captions-asr", "asr_model"]], { intent: "transcription" }),
+                           realtimeProtocols());
+  const session = captions = { ctx, ws, mic: null, lines: new Map() };
+  ws.onmessage = (event) => onCaptionEvent(session, JSON.parse(event.data));
+  ws.onclose = (event) => {
+    if (captions !== session) return;
+    setStatus("captions", `closed by the server: ${event.code} ${event.reason}`, event.code !== 1000);
+    stopCaptions(session);
+  };
+  $("captions-start").disabled = true;
+  $("captions-log").replaceChildren();
+  setStatus("captions", "connecting...");
+  try {
+    const mic = await streamMic(ctx, ws);
+    if (captions !== session) return mic.stop();
+    session.mic = mic;
+    $("captions-stop").disabled = false;
+    setStatus("captions", "listening: speak now");
+  } catch (err) {
+    if (captions !== session) return;
+    setStatus("captions", err.message, true);
+    stopCaptions(session);
+  }
+});
+$("captions-stop").addEventListener("click", () => { stopCaptions(); setStatus("captions", "stopped"); });
 
 // ------------------------------------------------------------------ describe aloud
 showPreview($("describe-image"), $("describe-preview"));
