@@ -17,7 +17,10 @@ closed loop at each level of concurrent sessions, first on `voice-chat`, then on
   `--turn-detectors` entry (`gateway.realtime.turn_detector`: Silero in the gateway, or the ASR
   model's FSMN-VAD through Serve), the gateway redeployed in between, the models kept.
 - transcription: the same turn in a transcription session (`?intent=transcription`, Silero), at
-  `--transcription-levels`; the turn ends at its transcript.
+  `--transcription-levels`; the turn ends at its transcript. With partial transcripts on, each
+  delta's delay runs from sending the append holding the last sample it covers to receiving it.
+- `--partials on,off`: the Silero runs once with the config's `partials_model` (two-pass: streaming
+  partials, the offline model's final text; named `silero+partials`) and once without.
 - idle: `--idle-sessions` sessions stream silence at real time for `--idle-seconds`, per turn
   detector: the CPU listening costs (0 sessions: the stack's own background).
 
@@ -69,12 +72,13 @@ SERVER_TIMINGS = ("server_asr_ms", "server_llm_first_token_ms", "server_first_au
 
 
 def voice_stack(local):
-    """The local config cut to the voice-chat flow: its three models, its flow settings, the gateway."""
+    """The local config cut to the voice-chat flow: its three models, its flow settings, the gateway
+    (and the streaming ASR model its realtime sessions take partial transcripts from)."""
     from mmserve.config.app import AppArgs
     from mmserve.config.flows import FlowsArgs
 
     flow = local.served_flows()["voice-chat"]
-    names = {flow.asr, flow.llm, flow.tts}
+    names = {flow.asr, flow.llm, flow.tts, local.gateway.realtime.partials_model}
     return AppArgs(models=[m for m in local.models if m.name in names],
                    flows=FlowsArgs(voice_chat=local.flows.voice_chat), gateway=local.gateway)
 
@@ -240,10 +244,15 @@ def realtime_level(level: dict) -> dict:
 
 
 def transcription_level(level: dict) -> dict:
-    common, _, after = turn_level(level, "realtime-transcription")
+    common, r, after = turn_level(level, "realtime-transcription")
+    reported = r["reported"]
     return {**common,
             "transcript_after_speech_ms": pick(after.get("transcript_after_speech_ms"), "p50", "p95", "min", "max"),
-            "speech_stopped_after_speech_ms": pick(after.get("speech_stopped_after_speech_ms"), "p50", "p95")}
+            "speech_stopped_after_speech_ms": pick(after.get("speech_stopped_after_speech_ms"), "p50", "p95"),
+            # per turn: its partials' median delay (append sent -> delta received) and their worst
+            "partial_delay_ms_turn_median": pick(reported.get("partial_delay_ms"), "p50", "p99"),
+            "partial_delay_ms_turn_max": pick(reported.get("partial_delay_max_ms"), "p50", "p99"),
+            "partials_per_turn_p50": (reported.get("partials") or {}).get("p50")}
 
 
 def idle_level(url: str, sessions: int, opts: argparse.Namespace, deployments: tuple[str, ...]) -> dict:
@@ -271,6 +280,8 @@ def main() -> None:
     parser.add_argument("--chunk-ms", type=int, default=40, help="realtime: audio per input_audio_buffer.append")
     parser.add_argument("--scenarios", default="voice-chat,realtime,transcription,idle")
     parser.add_argument("--turn-detectors", default="silero,asr", help="realtime and idle: one run per detector")
+    parser.add_argument("--partials", default="on,off", help="realtime and transcription with Silero: with the "
+                        "config's partials_model (on) and without (off), one run each")
     parser.add_argument("--transcription-levels", default="16", help="concurrent transcription sessions")
     parser.add_argument("--idle-sessions", default="0,16", help="idle: sessions streaming silence, per level")
     parser.add_argument("--idle-seconds", type=float, default=30, help="idle: measured seconds per level")
@@ -288,7 +299,7 @@ def main() -> None:
     from mmserve.tiny.catalog import build_all
 
     models = opts.models or Path(tempfile.mkdtemp(prefix="mmserve-bench-"))
-    build_all(models, ["funasr", "qwen", "qwen_lora", "chattts"])  # qwen_lora: the LLM's adapters
+    build_all(models, ["funasr", "funasr-online", "qwen", "qwen_lora", "chattts"])  # qwen_lora: the LLM's adapters
     os.environ["MMSERVE_MODEL_ROOT"] = str(models)
     os.environ["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] = IMPORT_PATH  # as scripts/run_local.sh serves
     app_args = voice_stack(load_app_args(ROOT / "configs" / "local.yaml"))
@@ -302,10 +313,16 @@ def main() -> None:
     most_sessions = max([app_args.gateway.realtime.max_sessions,
                          *(int(n) for spec in levels_asked for n in spec.split(","))])  # none refused for its limit
 
-    def deploy(detector: str) -> None:
-        """The app with the gateway finding turns with `detector` (only the gateway changes between them)."""
-        realtime = app_args.gateway.realtime.model_copy(update={"turn_detector": detector,
-                                                                "max_sessions": most_sessions})
+    partials_model = app_args.gateway.realtime.partials_model
+    variants = [(detector, partials == "on") for detector in detectors
+                for partials in (opts.partials.split(",") if detector == "silero" else ["on"])]
+
+    def deploy(detector: str, partials: bool = True) -> None:
+        """The app with the gateway finding turns with `detector`, with or without partial transcripts
+        (only the gateway changes between them)."""
+        realtime = app_args.gateway.realtime.model_copy(update={
+            "turn_detector": detector, "max_sessions": most_sessions,
+            "partials_model": partials_model if partials else None})
         serve.run(build_app(app_args.model_copy(update={
             "gateway": app_args.gateway.model_copy(update={"realtime": realtime})})), name="voice", route_prefix="/")
         wait_ready(url)
@@ -327,19 +344,19 @@ def main() -> None:
         if "voice-chat" in scenarios:
             levels = [voice_chat_level(level("voice-chat", n)) for n in sessions]
             results["voice-chat"] = {"levels": levels, "goal": goal(levels, "first_audio_ms")}
-        for detector in detectors:
+        for detector, partials in variants:
             if not {"realtime", "transcription", "idle"} & set(scenarios):
                 break
-            deploy(detector)
+            deploy(detector, partials)
+            name = detector + ("+partials" if partials and partials_model else "")
             if "realtime" in scenarios:
                 levels = [realtime_level(level("realtime", n)) for n in sessions]
-                results[f"realtime/{detector}"] = {"levels": levels,
-                                                   "goal": goal(levels, "first_audio_after_speech_ms")}
+                results[f"realtime/{name}"] = {"levels": levels, "goal": goal(levels, "first_audio_after_speech_ms")}
             if "transcription" in scenarios and detector == "silero":
-                results["transcription/silero"] = {"levels": [
+                results[f"transcription/{name}"] = {"levels": [
                     transcription_level(level("realtime-transcription", int(n)))
                     for n in opts.transcription_levels.split(",")]}
-            if "idle" in scenarios:
+            if "idle" in scenarios and (partials or len(variants) == 1):
                 results[f"idle/{detector}"] = {"levels": [
                     idle_level(url, int(n), opts, deployments) for n in opts.idle_sessions.split(",")]}
     flow = app_args.served_flows()["voice-chat"]
@@ -355,6 +372,7 @@ def main() -> None:
                      "realtime_input_rate": 24000,
                      "realtime_vad": app_args.gateway.realtime.model_dump(include={"vad_chunk_ms", "vad_listen_chunk_ms"}),
                      "turn_detectors": detectors, "idle_seconds": opts.idle_seconds,
+                     "partials_model": partials_model, "partials": opts.partials,
                      "realtime_max_sessions": most_sessions,
                      "levels": opts.levels, "duration_s": opts.duration,
                      "warmup_s": opts.warmup, "mode": "closed loop: each session starts its next turn at once"},

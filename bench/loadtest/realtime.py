@@ -2,6 +2,10 @@
 `realtime-transcription` is the same in a transcription session (`?intent=transcription`): the turn
 ends at its transcript, and there is no reply.
 
+When the server sends partial transcripts (`...input_audio_transcription.delta`, with mmserve's
+`audio_end_ms`: where in the input the audio it covers ends), each one's delay runs from sending the
+append that carried that sample to receiving the delta; a turn reports its deltas' median and max.
+
 The user opens a session, asks for server VAD with the given `silence_duration_ms`, streams a
 recording as PCM16 at 24 kHz in small chunks at real-time pace, then keeps streaming silence at the
 same pace (as a microphone would) until the reply is done. Every figure is measured from the end
@@ -42,6 +46,7 @@ WATCHED = {
     "response.done": "response_done_after_speech_ms",
 }
 TRANSCRIBED = "conversation.item.input_audio_transcription.completed"
+PARTIAL = "conversation.item.input_audio_transcription.delta"
 WATCHED_TRANSCRIPTION = {kind: WATCHED[kind] for kind in ("input_audio_buffer.speech_started",
                                                           "input_audio_buffer.speech_stopped", TRANSCRIBED)}
 
@@ -103,6 +108,8 @@ class Turn:
     seen: dict[str, float] = field(default_factory=dict)
     audio_bytes: int = 0
     audio_end_ms: float | None = None  # the server's idea of where speech ended, on the input's timeline
+    appends: list[tuple[float, float]] = field(default_factory=list)  # (input position s, sent at) per append
+    partials: list[tuple[float, float]] = field(default_factory=list)  # (received at, its audio_end_ms)
     status: str | None = None
     error: str | None = None
     finished: threading.Event = field(default_factory=threading.Event)
@@ -113,6 +120,8 @@ class Turn:
             self.seen[kind] = now
         if kind == "response.output_audio.delta":
             self.audio_bytes += len(base64.b64decode(event["delta"]))
+        elif kind == PARTIAL and "audio_end_ms" in event:
+            self.partials.append((now, float(event["audio_end_ms"])))
         elif kind == "input_audio_buffer.speech_stopped" and self.audio_end_ms is None:
             self.audio_end_ms = float(event["audio_end_ms"])
         elif kind == "response.done":
@@ -147,10 +156,12 @@ def expect(ws, kind: str, timeout_s: float) -> dict:
     return event
 
 
-def stream_at_real_time(ws, pcm: bytes, chunk_ms: int, start: float, until=None) -> float:
+def stream_at_real_time(ws, pcm: bytes, chunk_ms: int, start: float, until=None,
+                        appends: list | None = None, position_s: float = 0.0) -> float:
     """Send `pcm` in chunk_ms pieces, each once its last sample is due on the real-time clock that
     starts at `start` (as a microphone delivers them); with `until`, silence instead, until `until()`
-    is true. Returns the clock position (seconds) reached."""
+    is true. Returns the clock position (seconds) reached. `appends` gets (input position after the
+    piece, send time) per piece, the input's position starting at `position_s`."""
     step = RATE * chunk_ms // 1000 * 2
     offset, sent_s = 0, 0.0
     silence = bytes(step)
@@ -159,6 +170,8 @@ def stream_at_real_time(ws, pcm: bytes, chunk_ms: int, start: float, until=None)
         sent_s += len(piece) / 2 / RATE
         time.sleep(max(0.0, start + sent_s - time.perf_counter()))
         ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(piece).decode()}))
+        if appends is not None:
+            appends.append((position_s + sent_s, time.perf_counter()))
         offset += len(piece)
     return sent_s
 
@@ -183,10 +196,10 @@ def one_turn(base_url: str, speech: Speech, *, silence_ms: int, chunk_ms: int, t
         receiver.start()
         start = time.perf_counter()
         try:
-            spoken_s = stream_at_real_time(ws, speech.pcm, chunk_ms, start)
+            spoken_s = stream_at_real_time(ws, speech.pcm, chunk_ms, start, appends=turn.appends)
             speech_end = time.perf_counter()  # the chunk holding the last speech sample has just left
             deadline = speech_end + timeout_s
-            stream_at_real_time(ws, b"", chunk_ms, start + spoken_s,
+            stream_at_real_time(ws, b"", chunk_ms, start + spoken_s, appends=turn.appends, position_s=spoken_s,
                                 until=lambda: turn.finished.is_set() or time.perf_counter() > deadline)
         except ConnectionClosed:  # the server closed mid-turn: what it sent before closing says why
             receiver.join(timeout=timeout_s)
@@ -212,8 +225,22 @@ def turn_figures(turn: Turn, speech: Speech, speech_end: float, silence_ms: int)
     if not turn.transcription:
         figures.update(first_audio_after_response_ms=round(figures["first_audio_after_speech_ms"]
                                                            - figures["response_created_after_speech_ms"], 2))
+    if delays := partial_delays(turn):
+        figures.update(partials=float(len(delays)), partial_delay_ms=round(float(np.median(delays)), 2),
+                       partial_delay_max_ms=round(max(delays), 2))
     figures.update(input_audio_s=round(speech.seconds, 3), audio_s=turn.audio_bytes / 2 / RATE,
                    silence_duration_ms=float(silence_ms),
                    # where the server heard speech end, against where it did: VAD's own error
                    vad_end_offset_ms=round(turn.audio_end_ms - speech.seconds * 1000, 2))
     return figures
+
+
+def partial_delays(turn: Turn) -> list[float]:
+    """Each partial's delay (ms): from sending the append that carried the last sample it covers to
+    receiving it."""
+    delays = []
+    for received, end_ms in turn.partials:
+        sent = next((at for position, at in turn.appends if position * 1000 >= end_ms - 1), None)
+        if sent is not None:
+            delays.append((received - sent) * 1000)
+    return delays
