@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "autoscaling": ("bench.autoscaling", "replicas up and down under a load step -> autoscaling.json"),
     "overload": ("bench.overload", "503s and accepted latency at 3x capacity -> overload.json"),
     "voice": ("bench.voice", "time to first audio, voice chat and /v1/realtime -> voice.json (+ 'gpu')"),
+    "streaming-state": ("bench.streaming_state", "a live turn's streaming state (bytes) and chunk time on "
+                        "the online Paraformer-large architecture -> streaming-state.json"),
     "gateway-memory": ("bench.gateway_memory", "RSS of a gateway replica with no models, per tree "
                        "-> gateway-memory.json"),
     "chaos": ("bench.chaos", "SIGKILL replicas, a node, the controller under load on 3 nodes -> chaos.json"),

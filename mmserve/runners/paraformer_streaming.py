@@ -5,9 +5,9 @@ chunk encoder `SANMEncoderChunkOpt`, `ParaformerSANMDecoder`, CIF predictor). Fu
 strides of `chunk_size[1]` x 60 ms (600 ms by default) with `chunk_size[2]` x 60 ms of look-ahead; the
 encoder attends to `encoder_chunk_look_back` earlier chunks and the decoder to
 `decoder_chunk_look_back`. The `cache` that carries all this between chunks stays in this replica,
-one per session (`stream`): for the large model with FunASR's defaults it holds the keys and values
-of 4 chunks in each of 50 encoder layers plus the decoder's, ~9 MB in fp32, too much to send with
-every 600 ms chunk. The ASR deployment routes a session's chunks back to the replica that holds its
+one per live turn (`stream`): for the large model with FunASR's defaults it holds the keys and values
+of 4 chunks in each of 50 encoder layers plus the decoder's, 12.6 MB pickled
+(docs/bench/streaming-state.json), too much to send both ways with every 600 ms chunk. The ASR deployment routes a session's chunks back to the replica that holds its
 stream (Serve's multiplexed-model routing, keyed by session); a chunk that reaches a replica without
 the stream raises `StreamLost`, and the caller replays the turn's audio so far (it keeps it for the
 offline pass anyway), which rebuilds the stream there.

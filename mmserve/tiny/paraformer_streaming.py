@@ -16,6 +16,10 @@ import torch
 
 from mmserve.tiny.funasr import _WAV_FRONTEND, TINY, _asr_tokens, _write_folder, write_cmvn
 
+# Paraformer-large online's widths and depths (220M parameters with its 8404-token vocabulary)
+LARGE = {"d": 512, "encoder_units": 2048, "encoder_blocks": 50, "decoder_units": 2048, "decoder_blocks": 16}
+LARGE_VOCAB = 8404
+
 
 def streaming_config(dims: dict = TINY) -> dict:
     """The large online model's config (chunks of 10 LFR frames, strides of 8 and 10, 4 chunks of encoder
@@ -52,14 +56,20 @@ def streaming_config(dims: dict = TINY) -> dict:
     }
 
 
-def build(out_dir: Path) -> Path:
+def build(out_dir: Path, *, size: str = "tiny") -> Path:
+    """Write the folder; size="large" gives the real model's dimensions and vocabulary size (random
+    weights, for benchmarks of its streaming state and speed)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     with contextlib.redirect_stdout(io.StringIO()):  # funasr prints an ffmpeg notice on import
         import funasr  # noqa: F401
-    (out_dir / "tokens.json").write_text(json.dumps(_asr_tokens(), ensure_ascii=False), encoding="utf-8")
+    tokens = _asr_tokens()
+    if size == "large":  # padded to the real vocabulary, <unk> kept last
+        tokens = tokens[:-1] + [f"<pad_{i}>" for i in range(LARGE_VOCAB - len(tokens))] + tokens[-1:]
+    (out_dir / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")
     write_cmvn(out_dir / "am.mvn", 80 * 7)
-    _write_folder(out_dir, streaming_config(), {"tokenizer_conf": {"token_list": "tokens.json"},
-                                                "frontend_conf": {"cmvn_file": "am.mvn"}}, "auto-speech-recognition")
+    _write_folder(out_dir, streaming_config(LARGE if size == "large" else TINY),
+                  {"tokenizer_conf": {"token_list": "tokens.json"}, "frontend_conf": {"cmvn_file": "am.mvn"}},
+                  "auto-speech-recognition")
     return out_dir
