@@ -24,14 +24,7 @@ from mmserve.runners.speech_input import SAMPLE_RATE
 class SpeechRecognition(ModelReplica):
     def __init__(self, model: ModelArgs):
         self.runner = self.load_runner(model)
-        self._stream_home = None
-        if model.family.streams:  # wired per instance, as ChatLLM's adapters: the bound comes from the config
-            async def stream_home(session: str) -> str:
-                """Tells Serve's router this replica holds `session`'s stream (the multiplexed "model" is
-                the session id; the stream itself lives in the runner, which drops the same ones)."""
-                return session
-
-            self._stream_home = serve.multiplexed(max_num_models_per_replica=model.runner.max_streams)(stream_home)
+        self.streams = model.family.streams
 
     async def transcribe(self, samples: np.ndarray, hotwords: list[str] | None = None) -> Transcript:
         """16 kHz mono float32 in (decoded at the gateway), transcript out; checked before any work."""
@@ -50,14 +43,13 @@ class SpeechRecognition(ModelReplica):
 
     async def stream(self, turn: str, seq: int, samples: np.ndarray, final: bool = False) -> StreamStep:
         """The next chunk of a live turn through a streaming recognizer (a partial transcript). The
-        session is the call's multiplexed model id (`handle.options(multiplexed_model_id=session)`):
-        Serve routes a session's chunks to the replica that already holds its stream."""
+        session is the call's multiplexed model id (`handle.options(multiplexed_model_id=session)`),
+        which `deployments/routing.py` routes to the replica that holds the session's streams."""
         session = serve.get_multiplexed_model_id()
         if not session:
             raise InvalidInput("a stream call needs the session as its multiplexed model id", field="session")
-        if self._stream_home is None:
+        if not self.streams:
             raise InvalidInput(f"{type(self.runner).__name__} does not stream; name a streaming ASR model "
                                "(family funasr-paraformer-streaming)", field="partials_model")
-        await self._stream_home(session)
         return await in_thread(self.runner.stream, session, turn, seq, samples, final=final)
 

@@ -10,6 +10,7 @@ import logging
 import time
 
 from ray.serve import Application
+from ray.serve.config import RequestRouterConfig
 
 from gateway.ingress import Gateway
 from mmserve.catalog import ModelArgs
@@ -18,12 +19,16 @@ from mmserve.lazy import import_attr
 from mmserve.plan import check_app_args
 
 log = logging.getLogger(__name__)
+SESSION_ROUTER = "deployments.routing:SessionAffinityRouter"
 
 
 def deploy(model: ModelArgs) -> Application:
     """The one builder of every model deployment: its task's class, named after the model."""
     deployment = import_attr(model.family.declared_task.deployment)
-    return deployment.options(name=model.name, **model.deployment.serve_options()).bind(model)
+    options = model.deployment.serve_options()
+    if model.family.streams:  # a live turn's calls go to the replica that holds its stream
+        options["request_router_config"] = RequestRouterConfig(request_router_class=SESSION_ROUTER)
+    return deployment.options(name=model.name, **options).bind(model)
 
 
 def build_app(args: AppArgs) -> Application:

@@ -8,7 +8,7 @@ encoder attends to `encoder_chunk_look_back` earlier chunks and the decoder to
 one per live turn (`stream`): for the large model with FunASR's defaults it holds the keys and values
 of 4 chunks in each of 50 encoder layers plus the decoder's, 12.6 MB pickled
 (docs/bench/streaming-state.json), too much to send both ways with every 600 ms chunk. The ASR deployment routes a session's chunks back to the replica that holds its
-stream (Serve's multiplexed-model routing, keyed by session); a chunk that reaches a replica without
+stream (`deployments/routing.py`: rendezvous hashing of the session); a chunk that reaches a replica without
 the stream raises `StreamLost`, and the caller replays the turn's audio so far (it keeps it for the
 offline pass anyway), which rebuilds the stream there.
 
