@@ -61,6 +61,15 @@ def _punc_tokens() -> list[str]:
     return ["<blank>", "<s>", "</s>", *chars, *words, "<unk>"]
 
 
+# what every Paraformer config (offline and online) ends with after its frontend's name
+ASR_TAIL = {
+    "frontend_conf": {**_WAV_FRONTEND, "lfr_m": 7, "lfr_n": 6},
+    "tokenizer": "CharTokenizer",
+    "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
+    "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
+    "normalize": None,
+}
+
 TINY = {"d": 64, "encoder_units": 128, "encoder_blocks": 2, "decoder_units": 128, "decoder_blocks": 2,
         "seaco_units": 64, "seaco_blocks": 1}
 
@@ -134,11 +143,7 @@ def _seaco_config(vocab_size: int, dims: dict = TINY) -> dict:
             "upsample_type": "cnn_blstm",
         },
         "frontend": "WavFrontend",
-        "frontend_conf": {**_WAV_FRONTEND, "lfr_m": 7, "lfr_n": 6},
-        "tokenizer": "CharTokenizer",
-        "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
-        "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
-        "normalize": None,
+        **ASR_TAIL,
     }
 
 

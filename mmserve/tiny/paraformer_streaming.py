@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from mmserve.tiny.funasr import _WAV_FRONTEND, TINY, _asr_tokens, _write_folder, write_cmvn
+from mmserve.tiny.funasr import ASR_TAIL, TINY, _asr_tokens, _write_folder, write_cmvn
 
 # Paraformer-large online's widths and depths (220M parameters with its 8404-token vocabulary)
 LARGE = {"d": 512, "encoder_units": 2048, "encoder_blocks": 50, "decoder_units": 2048, "decoder_blocks": 16}
@@ -48,11 +48,7 @@ def streaming_config(dims: dict = TINY) -> dict:
         "predictor": "CifPredictorV2",
         "predictor_conf": {"idim": d, "threshold": 1.0, "l_order": 1, "r_order": 1, "tail_threshold": 0.45},
         "frontend": "WavFrontendOnline",
-        "frontend_conf": {**_WAV_FRONTEND, "lfr_m": 7, "lfr_n": 6},
-        "tokenizer": "CharTokenizer",
-        "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
-        "ctc_conf": {"dropout_rate": 0.0, "ctc_type": "builtin", "reduce": True, "ignore_nan_grad": True},
-        "normalize": None,
+        **ASR_TAIL,
     }
 
 

@@ -223,12 +223,16 @@ async function connect(session) {
   setStatus("talk", "listening: speak now");
 }
 
+function closeRealtime(session) {  // its microphone, socket and audio context
+  session.mic?.stop();
+  if (session.ws.readyState <= WebSocket.OPEN) session.ws.close(1000);
+  session.ctx.close();
+}
+
 function stopTalk(session = talk) {
   if (session && talk === session) {
     talk = null;
-    session.mic?.stop();
-    if (session.ws.readyState <= WebSocket.OPEN) session.ws.close(1000);
-    session.ctx.close();
+    closeRealtime(session);
   }
   $("talk-start").disabled = false;
   $("talk-stop").disabled = true;
@@ -325,9 +329,7 @@ function onCaptionEvent(session, event) {
 function stopCaptions(session = captions) {
   if (session && captions === session) {
     captions = null;
-    session.mic?.stop();
-    if (session.ws.readyState <= WebSocket.OPEN) session.ws.close(1000);
-    session.ctx.close();
+    closeRealtime(session);
   }
   $("captions-start").disabled = false;
   $("captions-stop").disabled = true;
