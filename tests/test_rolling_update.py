@@ -47,6 +47,7 @@ def base_config(models: Path, http_url: str) -> dict:
     args = copy.deepcopy(local["applications"][0]["args"])
     args["models"] = [m for m in args["models"] if m["name"] in MODELS]
     args["flows"] = {}
+    args["gateway"]["realtime"].pop("partials_model")  # its streaming model is not among the two
     for m in args["models"]:
         m["runner"]["model"] = str(models / m["runner"]["model"])
         m["runner"].pop("adapters", None)

@@ -179,3 +179,24 @@ def test_too_little_audio_is_a_400_naming_the_file(local_stack, route, data):
     assert resp.status_code == 400, resp.text
     error = resp.json()["error"]
     assert error["param"] == "file" and "minimum audio length is 0.1 seconds" in error["message"], error
+
+
+def test_a_transcription_prompt_reaches_the_asr_model_as_hotwords(local_stack):
+    """`audio.input.transcription.prompt` is sent as hotwords, as /v1/audio/transcriptions sends `prompt`:
+    101 of them (Paraformer takes at most 100) fail the turn's transcription naming `hotwords`."""
+    ws_url = local_stack.replace("http", "ws") + "/v1/realtime?intent=transcription"
+
+    async def run() -> dict:
+        seen: list[dict] = []
+        async with websockets.connect(ws_url) as ws:
+            await ws.send(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {
+                "input": {"transcription": {"model": "paraformer", "prompt": " ".join(["w"] * 101)},
+                          "turn_detection": None}}}}))
+            await receive(ws, {"session.updated"}, seen)
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": encode_pcm16(pcm24k())}))
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            return await receive(ws, {"conversation.item.input_audio_transcription.failed",
+                                      "conversation.item.input_audio_transcription.completed"}, seen)
+
+    event = asyncio.run(run())
+    assert event["type"].endswith(".failed") and event["error"]["param"] == "hotwords", event

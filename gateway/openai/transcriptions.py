@@ -10,6 +10,7 @@ from gateway.services import Services, services
 from gateway.uploads import read_upload
 from mmserve import subtitles
 from mmserve.media import decode_audio
+from mmserve.protocol.asr import prompt_hotwords
 
 router = APIRouter(prefix="/v1")
 
@@ -27,8 +28,7 @@ async def transcriptions(
 ):
     asr = svc.model("asr", model)
     audio = decode_audio(await read_upload(file, svc.limits, "file"), max_seconds=svc.limits.max_audio_s)
-    hotwords = [w for w in (prompt or "").replace(",", " ").split() if w] or None
-    transcript = await svc.stages.run("asr", asr.handle.transcribe, audio.samples, hotwords)
+    transcript = await svc.stages.run("asr", asr.handle.transcribe, audio.samples, prompt_hotwords(prompt))
     text, duration = transcript.text, audio.duration_s
     if response_format == "text":
         return PlainTextResponse(text)

@@ -62,7 +62,7 @@ class TurnDetection(Lenient):
 
 class Transcription(Lenient):
     """`audio.input.transcription`: the ASR model (a served name, or one of OpenAI's, which stands for the
-    default ASR model), and hints this server keeps but does not pass on (see the README)."""
+    default ASR model); `prompt` goes to it as hotwords (as on /v1/audio/transcriptions), `language` is kept."""
 
     model: str | None = None
     language: str | None = None

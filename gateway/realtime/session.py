@@ -43,7 +43,7 @@ from gateway.realtime.vad import SileroModel, TurnDetector
 from graphs.stages import Stages
 from graphs.voice_chat import AudioChunk, ReplyDone, Skipped, TextDelta, VoiceChatFlow
 from mmserve.errors import InvalidInput, MMServeError, PayloadTooLarge
-from mmserve.protocol.asr import MIN_AUDIO_S
+from mmserve.protocol.asr import MIN_AUDIO_S, prompt_hotwords
 from mmserve.protocol.llm import ChatMessage
 
 # A child of Serve's "ray.serve" logger, so the lines land in the gateway replica's log file.
@@ -429,10 +429,13 @@ class RealtimeSession:
                           live: LivePartials | None) -> None:
         async with self._turns:
             try:
-                transcript = await self.stages.run("asr", self.asr.transcribe, audio, None)
+                transcript = await self.stages.run("asr", self.asr.transcribe, audio,
+                                                   prompt_hotwords(self.transcription.prompt))
                 if live is not None:  # the streaming pass's last delta goes before the final text
                     await live.done()
             except MMServeError as exc:
+                if live is not None:  # no more deltas for an item whose transcription failed
+                    live.cancel()
                 await self.send(server_event("conversation.item.input_audio_transcription.failed", item_id=item_id,
                                              content_index=0, error=exc.to_dict()["error"]))
                 return

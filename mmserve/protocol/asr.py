@@ -17,6 +17,11 @@ def check_long_enough(seconds: float, field: str, min_seconds: float = MIN_AUDIO
                            field=field)
 
 
+def prompt_hotwords(prompt: str | None) -> list[str] | None:
+    """An OpenAI `prompt` as hotwords (Paraformer's): its words, separated by commas or spaces; None if none."""
+    return [w for w in (prompt or "").replace(",", " ").split() if w] or None
+
+
 @dataclass
 class TranscriptSegment:
     """A stretch of the transcript as the recognizer itself cut it (Whisper's segments)."""
