@@ -214,3 +214,18 @@ def test_flow_stages_default_to_their_task_default():
     flows = load_app_args(LOCAL).served_flows()
     assert flows["voice-chat"].tts == "chattts" and flows["image-to-speech"].vlm == "internvl"
     assert flows["image-to-speech"].asr == "paraformer"
+
+
+def test_the_local_config_fits_a_two_cpu_machine_with_a_gateway():
+    """`scripts/run_local.sh` serves configs/local.yaml on the machine's own CPUs (2 here and in CI):
+    the models' starting replicas must leave room for at least one gateway replica, or nothing answers."""
+    args = load_app_args(LOCAL)
+
+    def starting(deployment) -> int:
+        scaling = deployment.autoscaling
+        if scaling is None:
+            return deployment.num_replicas
+        return scaling.initial_replicas if scaling.initial_replicas is not None else scaling.min_replicas
+
+    models = sum(m.deployment.num_cpus * starting(m.deployment) for m in args.models)
+    assert models + args.gateway.deployment.num_cpus <= 2 + 1e-9, models
