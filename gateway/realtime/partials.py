@@ -44,7 +44,6 @@ class LivePartials:
         self._seq = 0
         self._ended = False
         self._shown = ""
-        self.replays = 0
         self.failed: MMServeError | None = None
         self._wake = asyncio.Event()
         self._worker = asyncio.create_task(self._run())
@@ -69,7 +68,7 @@ class LivePartials:
         self._wake.set()
 
     async def done(self) -> str:
-        """Wait for the last answer (after `end`); the partial text shown."""
+        """Wait for the last answer (after `finish`); the partial text shown."""
         await asyncio.wait({self._worker})  # never raises the worker's error (it was logged) nor cancels it
         return self._shown
 
@@ -101,7 +100,6 @@ class LivePartials:
             try:
                 step = await self._stages.run("asr", self._call, self.turn, self._seq, audio, final)
             except StreamLost:
-                self.replays += 1
                 log.info("partials %s: the stream was lost at step %d; replaying %.2f s", self.turn, self._seq,
                          end / RATE)
                 self._seq = 0
@@ -114,4 +112,7 @@ class LivePartials:
         self._sent, self._seq = end, step.chunks
         if len(step.text) > len(self._shown):
             delta, self._shown = step.text[len(self._shown):], step.text
-            await self._emit(delta, end * 1000 // RATE)
+            try:
+                await self._emit(delta, end * 1000 // RATE)
+            except Exception as exc:  # the client has gone: nobody to send the rest to
+                self.failed = MMServeError(f"could not send a partial: {type(exc).__name__}")
